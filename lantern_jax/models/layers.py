@@ -1,0 +1,288 @@
+"""Building blocks shared by the encoder and decoder families.
+
+Every parameter carries logical axis names (see `mesh.RULES`); under `jax.set_mesh(mesh)` it is
+born sharded. Parameters are stored in `param_dtype` and cast to the compute `dtype` at use;
+normalisation statistics, softmax and RoPE angles are always computed in float32.
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from lantern_jax import mesh as mesh_lib
+
+Array = jax.Array
+MASKED = -0.7 * float(jnp.finfo(jnp.float32).max)  # finite: fully masked rows give no NaNs
+
+
+def param(rngs: nnx.Rngs | None, init: Callable, shape: Sequence[int],
+          names: Sequence[str | None], dtype=jnp.float32) -> nnx.Param:
+    """A parameter annotated with logical axis names, sharded eagerly when a mesh is active."""
+    shape = tuple(shape)
+    value = init(rngs.params(), shape, dtype) if rngs is not None else jnp.zeros(shape, dtype)
+    active = not jax.sharding.get_abstract_mesh().empty
+    return nnx.Param(value, out_sharding=mesh_lib.fit_names(names, shape),
+                     sharding_rules=mesh_lib.RULES, eager_sharding=active)
+
+
+normal = jax.nn.initializers.normal
+zeros = jax.nn.initializers.zeros
+ones = jax.nn.initializers.ones
+
+
+class Dense(nnx.Module):
+    """y = x @ kernel (+ bias); kernel is [in, out] (the transpose of a torch Linear weight)."""
+
+    def __init__(self, d_in: int, d_out: int, names: tuple[str | None, str | None], *,
+                 use_bias: bool, rngs: nnx.Rngs, dtype=jnp.float32, param_dtype=jnp.float32,
+                 init_std: float = 0.02):
+        self.dtype = dtype
+        self.kernel = param(rngs, normal(init_std), (d_in, d_out), names, param_dtype)
+        self.bias = param(rngs, zeros, (d_out,), names[1:], param_dtype) if use_bias else None
+
+    def __call__(self, x: Array) -> Array:
+        y = jnp.dot(x.astype(self.dtype), self.kernel[...].astype(self.dtype))
+        if self.bias is not None:
+            y = y + self.bias[...].astype(self.dtype)
+        return y
+
+
+class Embed(nnx.Module):
+    def __init__(self, num: int, dim: int, names: tuple[str | None, str | None], *,
+                 rngs: nnx.Rngs, dtype=jnp.float32, param_dtype=jnp.float32, init_std: float = 0.02):
+        self.dtype = dtype
+        self.embedding = param(rngs, normal(init_std), (num, dim), names, param_dtype)
+
+    def __call__(self, ids: Array) -> Array:
+        return jnp.take(self.embedding[...], ids, axis=0).astype(self.dtype)
+
+    def attend(self, x: Array) -> Array:
+        """Logits against the table (tied output embeddings)."""
+        return jnp.dot(x.astype(self.dtype), self.embedding[...].astype(self.dtype).T)
+
+
+class LayerNorm(nnx.Module):
+    def __init__(self, dim: int, *, eps: float, use_bias: bool, rngs: nnx.Rngs,
+                 dtype=jnp.float32, param_dtype=jnp.float32):
+        self.eps, self.dtype = eps, dtype
+        self.scale = param(rngs, ones, (dim,), ("norm",), param_dtype)
+        self.bias = param(rngs, zeros, (dim,), ("norm",), param_dtype) if use_bias else None
+
+    def __call__(self, x: Array) -> Array:
+        x = x.astype(jnp.float32)
+        mean = x.mean(-1, keepdims=True)
+        var = jnp.square(x - mean).mean(-1, keepdims=True)
+        y = (x - mean) * jax.lax.rsqrt(var + self.eps) * self.scale[...].astype(jnp.float32)
+        if self.bias is not None:
+            y = y + self.bias[...].astype(jnp.float32)
+        return y.astype(self.dtype)
+
+
+class RMSNorm(nnx.Module):
+    def __init__(self, dim: int, *, eps: float, rngs: nnx.Rngs, dtype=jnp.float32,
+                 param_dtype=jnp.float32):
+        self.eps, self.dtype = eps, dtype
+        self.scale = param(rngs, ones, (dim,), ("norm",), param_dtype)
+
+    def __call__(self, x: Array) -> Array:
+        x32 = x.astype(jnp.float32)
+        y = x32 * jax.lax.rsqrt(jnp.square(x32).mean(-1, keepdims=True) + self.eps)
+        # Llama/Qwen2 cast back to the activation dtype before the scale; keep that rounding order.
+        return self.scale[...].astype(self.dtype) * y.astype(self.dtype)
+
+
+ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
+    "gelu": lambda x: jax.nn.gelu(x, approximate=False),  # HF "gelu" is the exact erf form
+    "gelu_new": lambda x: jax.nn.gelu(x, approximate=True),
+    "gelu_pytorch_tanh": lambda x: jax.nn.gelu(x, approximate=True),
+    "silu": jax.nn.silu,
+    "relu": jax.nn.relu,
+    "tanh": jnp.tanh,
+}
+
+
+def activation(name: str) -> Callable[[Array], Array]:
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unsupported activation {name!r}; supported: {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[name]
+
+
+# --- positions, masks, rotary embeddings ------------------------------------------------------
+
+def positions_from_mask(mask: Array) -> Array:
+    """Token positions that ignore padding: 0, 1, ... over valid tokens, for left or right padding."""
+    return jnp.maximum(jnp.cumsum(mask.astype(jnp.int32), axis=-1) - 1, 0)
+
+
+def rope_tables(positions: Array, head_dim: int, theta: float) -> tuple[Array, Array]:
+    """cos/sin [B, T, head_dim] in float32 (HF layout: frequencies repeated over both halves)."""
+    inv_freq = 1.0 / (theta ** (jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim))
+    angles = positions.astype(jnp.float32)[..., None] * inv_freq
+    angles = jnp.concatenate([angles, angles], axis=-1)
+    return jnp.cos(angles), jnp.sin(angles)
+
+
+def apply_rope(x: Array, cos: Array, sin: Array) -> Array:
+    """Rotates x [B, T, N, H] by position (rotate-half convention of HF Llama/Qwen2/ModernBERT)."""
+    x32 = x.astype(jnp.float32)
+    half = x.shape[-1] // 2
+    rotated = jnp.concatenate([-x32[..., half:], x32[..., :half]], axis=-1)
+    out = x32 * cos[:, :, None, :] + rotated * sin[:, :, None, :]
+    return out.astype(x.dtype)
+
+
+def attention_mask(q_valid: Array | None, kv_valid: Array, *, causal: bool,
+                   q_index: Array | None = None, kv_index: Array | None = None,
+                   window: int | None = None) -> Array:
+    """Boolean mask [B, 1, T, S]: which keys each query may attend to.
+
+    `kv_valid` [B, S] marks real (non-padding) keys. `q_index` [B, T] / `kv_index` [B, S] are the
+    positions used for causality and sliding windows (slot indices in a KV cache).
+    """
+    B, S = kv_valid.shape
+    if kv_index is None:
+        kv_index = jnp.broadcast_to(jnp.arange(S), (B, S))
+    if q_index is None:
+        q_index = kv_index
+    mask = kv_valid[:, None, None, :].astype(bool)
+    if causal:
+        mask = mask & (kv_index[:, None, None, :] <= q_index[:, None, :, None])
+    if window is not None:
+        mask = mask & (jnp.abs(q_index[:, None, :, None] - kv_index[:, None, None, :]) <= window)
+    if q_valid is not None:
+        # Padded queries attend to themselves only, so their (ignored) outputs stay finite.
+        eye = q_index[:, None, :, None] == kv_index[:, None, None, :]
+        mask = jnp.where(q_valid[:, None, :, None].astype(bool), mask, eye)
+    return mask
+
+
+def dot_product_attention(q: Array, k: Array, v: Array, mask: Array) -> Array:
+    """Grouped-query attention. q [B,T,N,H], k/v [B,S,K,H] with N % K == 0, mask [B,1|K,T,S]."""
+    B, T, N, H = q.shape
+    K = k.shape[2]
+    q = q.reshape(B, T, K, N // K, H) * jnp.asarray(H ** -0.5, q.dtype)
+    logits = jnp.einsum("btkgh,bskh->bkgts", q, k, preferred_element_type=jnp.float32)
+    logits = jnp.where(mask[:, :, None], logits, MASKED)
+    probs = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
+    out = jnp.einsum("bkgts,bskh->btkgh", probs, v)
+    return out.reshape(B, T, N, H)
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass
+class KVCache:
+    """Preallocated keys/values of one attention layer: [B, S_max, K, H]; `index` is the next slot.
+
+    A cache is a plain pytree, so the decoder can carry one per layer through `lax.scan`.
+    """
+    k: Array
+    v: Array
+    index: Array  # int32 scalar
+
+    @classmethod
+    def zeros(cls, batch: int, length: int, kv_heads: int, head_dim: int, dtype) -> KVCache:
+        shape = (batch, length, kv_heads, head_dim)
+        return cls(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype), jnp.zeros((), jnp.int32))
+
+    def update(self, k: Array, v: Array) -> KVCache:
+        at = (0, self.index, 0, 0)
+        return KVCache(jax.lax.dynamic_update_slice(self.k, k.astype(self.k.dtype), at),
+                       jax.lax.dynamic_update_slice(self.v, v.astype(self.v.dtype), at),
+                       self.index + k.shape[1])
+
+
+class Attention(nnx.Module):
+    """Multi-head / grouped-query self-attention with optional RoPE and KV cache.
+
+    Queries, keys and values have separate projections (HF layout); the mask is built by the
+    caller, so the same module serves bidirectional, causal, sliding-window and cached decoding.
+    """
+
+    def __init__(self, dim: int, num_heads: int, num_kv_heads: int, head_dim: int, *,
+                 qkv_bias: bool, out_bias: bool, rngs: nnx.Rngs, dtype=jnp.float32,
+                 param_dtype=jnp.float32, init_std: float = 0.02):
+        kw = dict(rngs=rngs, dtype=dtype, param_dtype=param_dtype, init_std=init_std)
+        self.num_heads, self.num_kv_heads, self.head_dim = num_heads, num_kv_heads, head_dim
+        self.q = Dense(dim, num_heads * head_dim, ("embed", "heads"), use_bias=qkv_bias, **kw)
+        self.k = Dense(dim, num_kv_heads * head_dim, ("embed", "kv_heads"), use_bias=qkv_bias, **kw)
+        self.v = Dense(dim, num_kv_heads * head_dim, ("embed", "kv_heads"), use_bias=qkv_bias, **kw)
+        self.o = Dense(num_heads * head_dim, dim, ("heads", "embed"), use_bias=out_bias, **kw)
+
+    def __call__(self, x: Array, mask: Array, rope: tuple[Array, Array] | None = None,
+                 cache: KVCache | None = None) -> tuple[Array, KVCache | None]:
+        B, T, _ = x.shape
+        q = self.q(x).reshape(B, T, self.num_heads, self.head_dim)
+        k = self.k(x).reshape(B, T, self.num_kv_heads, self.head_dim)
+        v = self.v(x).reshape(B, T, self.num_kv_heads, self.head_dim)
+        if rope is not None:
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        if cache is not None:
+            cache = cache.update(k, v)
+            k, v = cache.k.astype(q.dtype), cache.v.astype(q.dtype)
+        out = dot_product_attention(q, k, v, mask)
+        return self.o(out.reshape(B, T, self.num_heads * self.head_dim)), cache
+
+
+# --- layer stacks (unrolled or scanned, with remat) -------------------------------------------
+
+REMAT_POLICIES: dict[str, Any] = {
+    "none": None,  # no rematerialisation
+    "full": jax.checkpoint_policies.nothing_saveable,
+    "dots": jax.checkpoint_policies.dots_saveable,
+    "dots_no_batch": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
+
+
+def _rematted(fn: Callable, policy: str) -> Callable:
+    if policy not in REMAT_POLICIES:
+        raise ValueError(f"unsupported remat policy {policy!r}; supported: {sorted(REMAT_POLICIES)}")
+    return fn if policy == "none" else jax.checkpoint(fn, policy=REMAT_POLICIES[policy])
+
+
+class LayerStack(nnx.Module):
+    """`num` blocks of identical structure, applied in order.
+
+    Unscanned, the blocks are an `nnx.List`; scanned, one block holds parameters stacked on a
+    leading "layers" axis and runs under `lax.scan` (one compiled body, needed for deep models on
+    TPU). Both call each block as `block(x, layer_input, *args) -> (x, layer_output)`, where
+    `layer_input` is this layer's slice of `per_layer` (e.g. a KV cache or a local/global flag).
+    """
+
+    def __init__(self, make_block: Callable[[nnx.Rngs], nnx.Module], num: int, *, rngs: nnx.Rngs,
+                 scan: bool = False, remat: str = "none"):
+        self.num, self.scan, self.remat = num, scan, remat
+        if scan:
+            @nnx.split_rngs(splits=num)
+            @nnx.vmap(in_axes=(0,), out_axes=0, transform_metadata={nnx.PARTITION_NAME: "layers"})
+            def make_stacked(r):
+                return make_block(r)
+            self.blocks = make_stacked(rngs)
+        else:
+            self.blocks = nnx.List([make_block(rngs) for _ in range(num)])
+
+    def __call__(self, x: Array, *args, per_layer: Any = None) -> tuple[Array, Any]:
+        if self.scan:
+            graphdef, state = nnx.split(self.blocks)
+
+            def step(x, xs):
+                layer_state, layer_input = xs
+                return nnx.merge(graphdef, layer_state)(x, layer_input, *args)
+            return jax.lax.scan(_rematted(step, self.remat), x, (state, per_layer))
+
+        outputs = []
+        for i, block in enumerate(self.blocks):
+            layer_input = None if per_layer is None else jax.tree.map(lambda a: a[i], per_layer)
+            if self.remat == "none":
+                x, out = block(x, layer_input, *args)
+            else:  # remat needs a pure function of the block's parameters
+                graphdef, state = nnx.split(block)
+                step = lambda x, s, li: nnx.merge(graphdef, s)(x, li, *args)  # noqa: E731
+                x, out = _rematted(step, self.remat)(x, state, layer_input)
+            outputs.append(out)
+        stacked = None if outputs[0] is None else jax.tree.map(lambda *a: jnp.stack(a), *outputs)
+        return x, stacked
