@@ -178,8 +178,9 @@ def pool(hidden: jax.Array, mask: jax.Array, how: str) -> jax.Array:
     """[B, T, D] -> [B, D]. Token picks use the mask, so they are right for either padding side."""
     mask = mask.astype(bool)
     if how == "mean":
-        m = mask[..., None].astype(jnp.float32)
-        return ((hidden.astype(jnp.float32) * m).sum(1) / jnp.maximum(m.sum(1), 1.0)).astype(hidden.dtype)
+        h = L.wide(hidden)
+        m = mask[..., None].astype(h.dtype)
+        return ((h * m).sum(1) / jnp.maximum(m.sum(1), 1.0)).astype(hidden.dtype)
     index = jnp.arange(mask.shape[1])
     pick = (jnp.argmax(mask, axis=1) if how == "cls"  # first valid token
             else jnp.argmax(jnp.where(mask, index, -1), axis=1))  # last valid token
@@ -216,4 +217,4 @@ class Classifier(nnx.Module):
         return x
 
     def __call__(self, input_ids, attention_mask=None):
-        return self.out(self.features(input_ids, attention_mask)).astype(jnp.float32)
+        return L.wide(self.out(self.features(input_ids, attention_mask)))

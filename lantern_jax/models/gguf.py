@@ -122,18 +122,10 @@ def _open(path: str):
     from gguf import GGUFReader  # pure Python, but it pulls in yaml etc.: keep module import light
 
     try:
-        reader = GGUFReader(path)
-    except Exception as e:  # the reader raises bare ValueError/IndexError/struct errors on bad bytes
-        raise CheckpointError(f"{path}: corrupt or truncated GGUF file ({_one_line(e)})") from e
-    # The reader maps tensor data lazily; a file cut inside the data section can still parse.
-    size = os.path.getsize(path)
-    for t in reader.tensors:
-        if t.data_offset + t.n_bytes > size:
-            raise CheckpointError(
-                f"{path}: truncated GGUF file (tensor {t.name} ends at byte "
-                f"{t.data_offset + t.n_bytes}, the file has {size})"
-            )
-    return reader
+        return GGUFReader(path)
+    except Exception as e:  # bare ValueError/IndexError/struct errors on bad or missing bytes
+        size = os.path.getsize(path)
+        raise CheckpointError(f"{path}: corrupt or truncated GGUF file of {size} bytes ({_one_line(e)})") from e
 
 
 class _Meta:
@@ -157,7 +149,7 @@ class _Meta:
 
     def int(self, key: str, default: Any = _missing) -> Any:
         value = self(key, default)
-        if value is not None and (isinstance(value, (list, bool)) or not isinstance(value, (int, np.integer))):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))):
             raise CheckpointError(f"{self.path}: GGUF metadata {key!r} = {value!r} is not a single integer")
         return None if value is None else int(value)
 
@@ -203,9 +195,9 @@ def _config(reader, path: str) -> dict[str, Any]:
         "num_key_value_heads": kv_heads,
         "head_dim": head_dim,
         "hidden_act": "silu",
-        "max_position_embeddings": meta.int("llama.context_length", 2048),
+        "max_position_embeddings": meta.int("llama.context_length"),
         "rms_norm_eps": _f32(meta("llama.attention.layer_norm_rms_epsilon")),
-        # transformers 5 reads rope_parameters; older readers (and ours) read rope_theta
+        # transformers 5 (and models.hf) read rope_parameters; older readers read rope_theta
         "rope_theta": theta,
         "rope_parameters": {"rope_type": "default", "rope_theta": theta},
         "attention_bias": False,
@@ -313,7 +305,8 @@ def _tokenizer(reader, config: Mapping[str, Any], path: str):
     if kind != "gpt2":
         raise CheckpointError(f"{path}: tokenizer model {kind!r} is not supported (only byte-level BPE 'gpt2')")
     if pre not in _PRE_TOKENIZERS:
-        raise CheckpointError(f"{path}: tokenizer pre-tokenizer {pre!r} is not supported ({', '.join(_PRE_TOKENIZERS)})")
+        raise CheckpointError(
+            f"{path}: tokenizer pre-tokenizer {pre!r} is not supported ({', '.join(_PRE_TOKENIZERS)})")
     tokens = meta("tokenizer.ggml.tokens")
     types = meta("tokenizer.ggml.token_type", [1] * len(tokens))
     vocab = {token: i for i, token in enumerate(tokens)}
@@ -326,8 +319,9 @@ def _tokenizer(reader, config: Mapping[str, Any], path: str):
     tok = Tokenizer(models.BPE(vocab=vocab, merges=merges))
     byte_level = pre_tokenizers.ByteLevel(add_prefix_space=bool(meta("tokenizer.ggml.add_space_prefix", False)))
     if pre == "smollm":
-        # SmolLM2 (like llama.cpp's "smollm") splits numbers into single digits before GPT-2's
-        # regex; the vocabulary has no multi-digit tokens, and "  1" must give "ĠĠ" + "1".
+        # SmolLM2's tokenizer.json (and llama.cpp's "smollm") isolates every digit before GPT-2's
+        # regex. Without it a whitespace run before a number splits differently: "  1" would
+        # give [Ġ, Ġ, 1] instead of the model's [ĠĠ, 1].
         tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
     else:
         tok.pre_tokenizer = byte_level
@@ -337,7 +331,8 @@ def _tokenizer(reader, config: Mapping[str, Any], path: str):
     # cut by BPE: register them as special added tokens; user-defined ones as plain added tokens.
     special = [AddedToken(t, special=True, normalized=False) for t, k in zip(tokens, types) if k == _CONTROL]
     tok.add_special_tokens(special)
-    tok.add_tokens([AddedToken(t, special=False, normalized=False) for t, k in zip(tokens, types) if k == _USER_DEFINED])
+    tok.add_tokens([AddedToken(t, special=False, normalized=False)
+                    for t, k in zip(tokens, types) if k == _USER_DEFINED])
 
     def token(key: str) -> str | None:
         index = meta.int(key, None)
@@ -349,10 +344,12 @@ def _tokenizer(reader, config: Mapping[str, Any], path: str):
     add_bos = bos is not None and meta("tokenizer.ggml.add_bos_token", False)
     add_eos = eos is not None and meta("tokenizer.ggml.add_eos_token", False)
     if add_bos or add_eos:
-        pieces = ([bos] if add_bos else []) + ["$0"] + ([eos] if add_eos else [])
+        def wrap(sequence: str) -> list[str]:
+            return ([bos] if add_bos else []) + [sequence] + ([eos] if add_eos else [])
+
         tok.post_processor = processors.TemplateProcessing(
-            single=" ".join(pieces),
-            special_tokens=[(t, vocab[t]) for t in {bos, eos} if t is not None],
+            single=wrap("$A"), pair=wrap("$A") + wrap("$B:1"),
+            special_tokens=[(t, vocab[t]) for t in dict.fromkeys((bos, eos)) if t is not None],
         )
     else:
         tok.post_processor = processors.ByteLevel(trim_offsets=False)

@@ -2,7 +2,8 @@
 
 Every parameter carries logical axis names (see `mesh.RULES`); under `jax.set_mesh(mesh)` it is
 born sharded. Parameters are stored in `param_dtype` and cast to the compute `dtype` at use;
-normalisation statistics, softmax and RoPE angles are always computed in float32.
+normalisation statistics, softmax and RoPE angles are computed in at least float32 (float64 when
+the model runs in float64, which the parity tests use to check the math without rounding noise).
 """
 from __future__ import annotations
 
@@ -18,6 +19,11 @@ from lantern_jax import mesh as mesh_lib
 
 Array = jax.Array
 MASKED = -0.7 * float(jnp.finfo(jnp.float32).max)  # finite: fully masked rows give no NaNs
+
+
+def wide(x: Array) -> Array:
+    """x in at least float32."""
+    return x.astype(jnp.promote_types(x.dtype, jnp.float32))
 
 
 def param(rngs: nnx.Rngs | None, init: Callable, shape: Sequence[int],
@@ -74,12 +80,12 @@ class LayerNorm(nnx.Module):
         self.bias = param(rngs, zeros, (dim,), ("norm",), param_dtype) if use_bias else None
 
     def __call__(self, x: Array) -> Array:
-        x = x.astype(jnp.float32)
+        x = wide(x)
         mean = x.mean(-1, keepdims=True)
         var = jnp.square(x - mean).mean(-1, keepdims=True)
-        y = (x - mean) * jax.lax.rsqrt(var + self.eps) * self.scale[...].astype(jnp.float32)
+        y = (x - mean) * jax.lax.rsqrt(var + self.eps) * self.scale[...].astype(x.dtype)
         if self.bias is not None:
-            y = y + self.bias[...].astype(jnp.float32)
+            y = y + self.bias[...].astype(x.dtype)
         return y.astype(self.dtype)
 
 
@@ -90,7 +96,7 @@ class RMSNorm(nnx.Module):
         self.scale = param(rngs, ones, (dim,), ("norm",), param_dtype)
 
     def __call__(self, x: Array) -> Array:
-        x32 = x.astype(jnp.float32)
+        x32 = wide(x)
         y = x32 * jax.lax.rsqrt(jnp.square(x32).mean(-1, keepdims=True) + self.eps)
         # Llama/Qwen2 cast back to the activation dtype before the scale; keep that rounding order.
         return self.scale[...].astype(self.dtype) * y.astype(self.dtype)
@@ -120,7 +126,10 @@ def positions_from_mask(mask: Array) -> Array:
 
 
 def rope_tables(positions: Array, head_dim: int, theta: float) -> tuple[Array, Array]:
-    """cos/sin [B, T, head_dim] in float32 (HF layout: frequencies repeated over both halves)."""
+    """cos/sin [B, T, head_dim] (HF layout: frequencies repeated over both halves).
+
+    Always float32, as transformers computes them whatever the model dtype.
+    """
     inv_freq = 1.0 / (theta ** (jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim))
     angles = positions.astype(jnp.float32)[..., None] * inv_freq
     angles = jnp.concatenate([angles, angles], axis=-1)
@@ -129,7 +138,7 @@ def rope_tables(positions: Array, head_dim: int, theta: float) -> tuple[Array, A
 
 def apply_rope(x: Array, cos: Array, sin: Array) -> Array:
     """Rotates x [B, T, N, H] by position (rotate-half convention of HF Llama/Qwen2/ModernBERT)."""
-    x32 = x.astype(jnp.float32)
+    x32 = wide(x)
     half = x.shape[-1] // 2
     rotated = jnp.concatenate([-x32[..., half:], x32[..., :half]], axis=-1)
     out = x32 * cos[:, :, None, :] + rotated * sin[:, :, None, :]
@@ -166,7 +175,8 @@ def dot_product_attention(q: Array, k: Array, v: Array, mask: Array) -> Array:
     B, T, N, H = q.shape
     K = k.shape[2]
     q = q.reshape(B, T, K, N // K, H) * jnp.asarray(H ** -0.5, q.dtype)
-    logits = jnp.einsum("btkgh,bskh->bkgts", q, k, preferred_element_type=jnp.float32)
+    logits = jnp.einsum("btkgh,bskh->bkgts", q, k,
+                        preferred_element_type=jnp.promote_types(q.dtype, jnp.float32))
     logits = jnp.where(mask[:, :, None], logits, MASKED)
     probs = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
     out = jnp.einsum("bkgts,bskh->btkgh", probs, v)

