@@ -14,6 +14,10 @@ IMPORTANCE = ("required", "preferred")
 EXPLANATION_OPENING = "You are a {fit_level} fit for this job."
 
 
+class DataError(ValueError):
+    """Bad input data, with a one-line message that names where (file:line) and what is wrong."""
+
+
 def _from_dict(cls, d: dict[str, Any]):
     names = {f.name for f in dataclasses.fields(cls)}
     return cls(**{k: v for k, v in d.items() if k in names})
@@ -154,3 +158,47 @@ class Pair:
     def from_dict(cls, d: dict[str, Any]) -> Pair:
         return cls(pair_id=d["pair_id"], job=JobPosting.from_dict(d["job"]),
                    member=MemberProfile.from_dict(d["member"]), truth=d.get("truth"))
+
+
+# Required keys of a serialised Pair and the JSON types they must have (used to reject malformed
+# D_base records with the offending field named, before any dataclass is built).
+_PAIR_FIELDS: dict[str, tuple[type, ...]] = {"pair_id": (str,), "job": (dict,), "member": (dict,)}
+_JOB_FIELDS: dict[str, tuple[type, ...]] = {
+    "job_id": (str,), "title": (str,), "company": (str,), "location": (str,), "description": (str,)}
+_MEMBER_FIELDS: dict[str, tuple[type, ...]] = {
+    "member_id": (str,), "name": (str,), "headline": (str,), "summary": (str,), "experience": (list,),
+    "education": (list,), "skills": (list,)}
+_EXPERIENCE_FIELDS: dict[str, tuple[type, ...]] = {
+    "title": (str,), "company": (str,), "start": (str,), "end": (str, type(None)), "description": (str,)}
+_EDUCATION_FIELDS: dict[str, tuple[type, ...]] = {
+    "degree": (str,), "field": (str,), "school": (str,), "year": (int,)}
+
+
+def _check_fields(d: Any, fields: dict[str, tuple[type, ...]], where: str) -> None:
+    if not isinstance(d, dict):
+        raise DataError(f"{where or 'record'} must be a JSON object, got {type(d).__name__}")
+    for name, types in fields.items():
+        path = f"{where}.{name}" if where else name
+        if name not in d:
+            raise DataError(f"missing field '{path}'")
+        if not isinstance(d[name], types) or (int in types and isinstance(d[name], bool)):
+            raise DataError(f"field '{path}' must be {' or '.join(t.__name__ for t in types)}, "
+                            f"got {type(d[name]).__name__}")
+
+
+def pair_from_record(d: Any) -> Pair:
+    """A Pair from its dict form, raising DataError naming the first missing or mistyped field."""
+    _check_fields(d, _PAIR_FIELDS, "")
+    _check_fields(d["job"], _JOB_FIELDS, "job")
+    _check_fields(d["member"], _MEMBER_FIELDS, "member")
+    for i, e in enumerate(d["member"]["experience"]):
+        _check_fields(e, _EXPERIENCE_FIELDS, f"member.experience[{i}]")
+    for i, e in enumerate(d["member"]["education"]):
+        _check_fields(e, _EDUCATION_FIELDS, f"member.education[{i}]")
+    for i, s in enumerate(d["member"]["skills"]):
+        if not isinstance(s, str):
+            raise DataError(f"field 'member.skills[{i}]' must be str, got {type(s).__name__}")
+    for name, value in (("truth", d.get("truth")), ("job.truth", d["job"].get("truth"))):
+        if value is not None and not isinstance(value, dict):
+            raise DataError(f"field '{name}' must be an object or null, got {type(value).__name__}")
+    return Pair.from_dict(d)

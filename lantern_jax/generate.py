@@ -1,0 +1,156 @@
+"""Jitted generation for our decoder: prefill + decode with a preallocated KV cache.
+
+Prompts are left-padded into a few fixed (batch, length) buckets so new requests reuse compiled
+programs. Decoding runs in one `lax.while_loop` that stops when every row has hit a stop token.
+Greedy, temperature, top-k and top-p sampling; optionally each generated token's top-k logprobs
+(what distillation data keeps).
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from lantern_jax.models.decoder import DecoderLM
+
+LENGTH_BUCKETS = (32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplingConfig:
+    max_new_tokens: int = 64
+    temperature: float = 0.0  # 0 = greedy
+    top_k: int = 0  # 0 = off
+    top_p: float = 1.0
+    seed: int = 0
+    top_logprobs: int = 0  # keep this many (id, logprob) per generated token; 0 = none
+
+
+@dataclasses.dataclass
+class Generation:
+    text: str
+    token_ids: list[int]
+    logprobs: list[float]  # of each chosen token
+    top_ids: np.ndarray | None = None  # [n, k]
+    top_logprobs: np.ndarray | None = None  # [n, k]
+
+
+def bucket(n: int, sizes: Sequence[int]) -> int:
+    for s in sizes:
+        if n <= s:
+            return s
+    return n
+
+
+def _sample(logits: jax.Array, key: jax.Array, cfg: SamplingConfig) -> jax.Array:
+    if cfg.temperature == 0.0:
+        return jnp.argmax(logits, axis=-1)
+    logits = logits / cfg.temperature
+    if cfg.top_k:
+        kth = jax.lax.top_k(logits, cfg.top_k)[0][..., -1:]
+        logits = jnp.where(logits < kth, -jnp.inf, logits)
+    if cfg.top_p < 1.0:
+        sorted_logits = jnp.sort(logits, axis=-1)[..., ::-1]
+        probs = jax.nn.softmax(sorted_logits, axis=-1)
+        # the smallest set whose mass reaches top_p: tokens whose preceding mass is < top_p
+        kept = jnp.sum(jnp.cumsum(probs, axis=-1) - probs < cfg.top_p, axis=-1)
+        cutoff = jnp.take_along_axis(sorted_logits, kept[..., None] - 1, axis=-1)
+        logits = jnp.where(logits < cutoff, -jnp.inf, logits)
+    return jax.random.categorical(key, logits, axis=-1)
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "cfg"))
+def _generate(graphdef, state, ids, mask, stop_ids, key, *, cfg: SamplingConfig):
+    model = nnx.merge(graphdef, state)
+    B, T = ids.shape
+    N = cfg.max_new_tokens
+    cache = model.model.init_cache(B, T + N)
+    # New slots are marked valid up front: causality by slot index hides those not yet written.
+    cache_mask = jnp.concatenate([mask, jnp.ones((B, N), mask.dtype)], axis=1)
+    positions = jnp.maximum(jnp.cumsum(mask, axis=1) - 1, 0)
+    logits, cache = model(ids, cache_mask, positions=positions, cache=cache)
+    next_pos = positions[:, -1] + 1
+    K = max(cfg.top_logprobs, 1)
+
+    def emit(carry, step_logits):
+        i, tokens, lps, top_i, top_lp, done, key, cache, pos = carry
+        key, sub = jax.random.split(key)
+        logp = jax.nn.log_softmax(step_logits.astype(jnp.float32), axis=-1)
+        tok = jnp.where(done, stop_ids[0], _sample(step_logits.astype(jnp.float32), sub, cfg))
+        lp = jnp.take_along_axis(logp, tok[:, None], axis=-1)[:, 0]
+        k_lp, k_id = jax.lax.top_k(logp, K)
+        tokens, lps = tokens.at[:, i].set(tok), lps.at[:, i].set(lp)
+        top_i, top_lp = top_i.at[:, i].set(k_id), top_lp.at[:, i].set(k_lp)
+        done = done | jnp.isin(tok, stop_ids)
+        return tok, (i + 1, tokens, lps, top_i, top_lp, done, key, cache, pos)
+
+    carry = (0, jnp.zeros((B, N), jnp.int32), jnp.zeros((B, N), jnp.float32),
+             jnp.zeros((B, N, K), jnp.int32), jnp.zeros((B, N, K), jnp.float32),
+             jnp.zeros((B,), bool), key, cache, next_pos)
+    tok, carry = emit(carry, logits[:, -1])
+
+    def cond(state):
+        _, carry = state
+        return (carry[0] < N) & ~jnp.all(carry[5])
+
+    def body(state):
+        tok, carry = state
+        i, tokens, lps, top_i, top_lp, done, key, cache, pos = carry
+        step_logits, cache = model(tok[:, None], cache_mask, positions=pos[:, None], cache=cache)
+        return emit((i, tokens, lps, top_i, top_lp, done, key, cache, pos + 1), step_logits[:, 0])
+
+    _, carry = jax.lax.while_loop(cond, body, (tok, carry))
+    _, tokens, lps, top_i, top_lp, done, *_ = carry
+    return tokens, lps, top_i, top_lp
+
+
+def generate_ids(model: DecoderLM, prompts: Sequence[Sequence[int]], stop_ids: Sequence[int],
+                 cfg: SamplingConfig = SamplingConfig(), pad_id: int = 0):
+    """Token-level API: left-pads `prompts` into buckets and returns per-prompt arrays
+    (tokens [n], logprobs [n], top ids [n, k], top logprobs [n, k]) cut at the first stop token."""
+    if not prompts:
+        return []
+    n, longest = len(prompts), max(len(p) for p in prompts)
+    if longest == 0:
+        raise ValueError("generate: empty prompt")
+    B, T = bucket(n, BATCH_BUCKETS), bucket(longest, LENGTH_BUCKETS)
+    ids = np.full((B, T), pad_id, np.int32)
+    mask = np.zeros((B, T), np.int32)
+    for i, p in enumerate(prompts):
+        ids[i, T - len(p):], mask[i, T - len(p):] = p, 1
+    mask[n:, -1] = 1  # filler rows: one token, so no row is all padding
+    graphdef, state = nnx.split(model)
+    stops = jnp.asarray(list(stop_ids) or [pad_id], jnp.int32)
+    out = _generate(graphdef, state, jnp.asarray(ids), jnp.asarray(mask), stops,
+                    jax.random.key(cfg.seed), cfg=cfg)
+    tokens, lps, top_i, top_lp = (np.asarray(x) for x in out)
+    results = []
+    for i in range(n):
+        stop_at = np.flatnonzero(np.isin(tokens[i], list(stop_ids)))
+        end = int(stop_at[0]) + 1 if stop_at.size else cfg.max_new_tokens
+        results.append((tokens[i, :end], lps[i, :end], top_i[i, :end], top_lp[i, :end]))
+    return results
+
+
+def generate(model: DecoderLM, tokenizer, prompts: Sequence[str],
+             cfg: SamplingConfig = SamplingConfig()) -> list[Generation]:
+    """Text in, `Generation`s out. Stops at the tokenizer's EOS (and `<|im_end|>` if present)."""
+    encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    stops = {tokenizer.eos_token_id} | {tokenizer.convert_tokens_to_ids(t)
+                                        for t in ("<|im_end|>", "<|endoftext|>")
+                                        if t in tokenizer.get_vocab()}
+    stops.discard(None)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(stops)
+    out = []
+    for tokens, lps, top_i, top_lp in generate_ids(model, encoded, sorted(stops), cfg, pad):
+        body = tokens[:-1] if len(tokens) and tokens[-1] in stops else tokens
+        keep = cfg.top_logprobs > 0
+        out.append(Generation(tokenizer.decode(body, skip_special_tokens=True), tokens.tolist(),
+                              lps.tolist(), top_i if keep else None, top_lp if keep else None))
+    return out
