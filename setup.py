@@ -26,7 +26,8 @@ DATA = [
 ]
 SERVING = [
     "openai>=3.50,<4",
-    "httpx>=0.28,<0.29",
+    "httpx>=0.28,<0.29",  # tests talk to our servers with it
+    "httpx2>=2.16,<3",  # the openai SDK's HTTP layer; the teacher client catches its errors
     "fastapi>=0.160,<1",
     "uvicorn>=0.50,<1",
 ]
