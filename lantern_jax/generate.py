@@ -3,7 +3,8 @@
 Prompts are left-padded into a few fixed (batch, length) buckets so new requests reuse compiled
 programs. Decoding runs in one `lax.while_loop` that stops when every row has hit a stop token.
 Greedy, temperature, top-k and top-p sampling; optionally each generated token's top-k logprobs
-(what distillation data keeps).
+(what distillation data keeps). With `rows=`, each prompt brings its own sampling settings and
+token limit as traced arrays, so a server can batch requests that differ without recompiling.
 """
 from __future__ import annotations
 
@@ -65,8 +66,33 @@ def _sample(logits: jax.Array, key: jax.Array, cfg: SamplingConfig) -> jax.Array
     return jax.random.categorical(key, logits, axis=-1)
 
 
+def _sample_rows(logits: jax.Array, rows: dict[str, jax.Array], step: jax.Array) -> jax.Array:
+    """`_sample` with per-row settings (temperature 0 = greedy, top_k 0 = off). Row r draws with
+    key fold_in(key(seed_r), step), so its output doesn't depend on the rows batched beside it."""
+    temperature = rows["temperature"]
+    greedy = jnp.argmax(logits, axis=-1)
+
+    def sampled():
+        hot = temperature > 0
+        scaled = logits / jnp.where(hot, temperature, 1.0)[:, None]
+        ordered = jnp.sort(scaled, axis=-1)[:, ::-1]
+        vocab = logits.shape[-1]
+        k = jnp.where(rows["top_k"] > 0, jnp.minimum(rows["top_k"], vocab), vocab)
+        kth = jnp.take_along_axis(ordered, k[:, None] - 1, axis=-1)
+        ordered = jnp.where(ordered < kth, -jnp.inf, ordered)
+        probs = jax.nn.softmax(ordered, axis=-1)
+        kept = jnp.sum(jnp.cumsum(probs, axis=-1) - probs < rows["top_p"][:, None], axis=-1)
+        kept = jnp.where(rows["top_p"] >= 1.0, vocab, jnp.maximum(kept, 1))
+        cutoff = jnp.maximum(jnp.take_along_axis(ordered, kept[:, None] - 1, axis=-1), kth)
+        scaled = jnp.where(scaled < cutoff, -jnp.inf, scaled)
+        keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.key(s), step))(rows["seed"])
+        return jnp.where(hot, jax.vmap(jax.random.categorical)(keys, scaled), greedy)
+
+    return jax.lax.cond(jnp.any(temperature > 0), sampled, lambda: greedy)
+
+
 @functools.partial(jax.jit, static_argnames=("graphdef", "cfg"))
-def _generate(graphdef, state, ids, mask, stop_ids, key, *, cfg: SamplingConfig):
+def _generate(graphdef, state, ids, mask, stop_ids, key, rows=None, *, cfg: SamplingConfig):
     model = nnx.merge(graphdef, state)
     B, T = ids.shape
     N = cfg.max_new_tokens
@@ -82,12 +108,16 @@ def _generate(graphdef, state, ids, mask, stop_ids, key, *, cfg: SamplingConfig)
         i, tokens, lps, top_i, top_lp, done, key, cache, pos = carry
         key, sub = jax.random.split(key)
         logp = jax.nn.log_softmax(step_logits.astype(jnp.float32), axis=-1)
-        tok = jnp.where(done, stop_ids[0], _sample(step_logits.astype(jnp.float32), sub, cfg))
+        logits32 = step_logits.astype(jnp.float32)
+        picked = _sample(logits32, sub, cfg) if rows is None else _sample_rows(logits32, rows, i)
+        tok = jnp.where(done, stop_ids[0], picked)
         lp = jnp.take_along_axis(logp, tok[:, None], axis=-1)[:, 0]
         k_lp, k_id = jax.lax.top_k(logp, K)
         tokens, lps = tokens.at[:, i].set(tok), lps.at[:, i].set(lp)
         top_i, top_lp = top_i.at[:, i].set(k_id), top_lp.at[:, i].set(k_lp)
         done = done | jnp.isin(tok, stop_ids)
+        if rows is not None:
+            done = done | (i + 1 >= rows["limit"])
         return tok, (i + 1, tokens, lps, top_i, top_lp, done, key, cache, pos)
 
     carry = (0, jnp.zeros((B, N), jnp.int32), jnp.zeros((B, N), jnp.float32),
@@ -111,44 +141,75 @@ def _generate(graphdef, state, ids, mask, stop_ids, key, *, cfg: SamplingConfig)
 
 
 def generate_ids(model: DecoderLM, prompts: Sequence[Sequence[int]], stop_ids: Sequence[int],
-                 cfg: SamplingConfig = SamplingConfig(), pad_id: int = 0):
+                 cfg: SamplingConfig = SamplingConfig(), pad_id: int = 0, *,
+                 rows: Sequence[SamplingConfig] | None = None,
+                 batch_buckets: Sequence[int] = BATCH_BUCKETS,
+                 length_buckets: Sequence[int] = LENGTH_BUCKETS):
     """Token-level API: left-pads `prompts` into buckets and returns per-prompt arrays
-    (tokens [n], logprobs [n], top ids [n, k], top logprobs [n, k]) cut at the first stop token."""
+    (tokens [n], logprobs [n], top ids [n, k], top logprobs [n, k]) cut at the first stop token.
+
+    `rows` (one per prompt): each prompt's temperature, top_k, top_p, seed and max_new_tokens
+    (its own limit, capped by `cfg.max_new_tokens`), passed as arrays: the compiled program
+    depends only on the buckets, `cfg.max_new_tokens` and `cfg.top_logprobs`.
+    """
     if not prompts:
         return []
     n, longest = len(prompts), max(len(p) for p in prompts)
     if longest == 0:
         raise ValueError("generate: empty prompt")
-    B, T = bucket(n, BATCH_BUCKETS), bucket(longest, LENGTH_BUCKETS)
+    B, T = bucket(n, batch_buckets), bucket(longest, length_buckets)
     ids = np.full((B, T), pad_id, np.int32)
     mask = np.zeros((B, T), np.int32)
     for i, p in enumerate(prompts):
         ids[i, T - len(p):], mask[i, T - len(p):] = p, 1
     mask[n:, -1] = 1  # filler rows: one token, so no row is all padding
+    limits = [cfg.max_new_tokens] * n
+    row_arrays = None
+    if rows is not None:
+        if len(rows) != n:
+            raise ValueError(f"generate: {len(rows)} sampling rows for {n} prompts")
+        limits = [max(1, min(r.max_new_tokens, cfg.max_new_tokens)) for r in rows]
+        fill = B - n  # filler rows: greedy, done after one token
+
+        def column(values, filler, dtype):
+            return jnp.asarray(np.asarray(list(values) + [filler] * fill, dtype))
+
+        row_arrays = {"temperature": column((r.temperature for r in rows), 0.0, np.float32),
+                      "top_k": column((r.top_k for r in rows), 0, np.int32),
+                      "top_p": column((r.top_p for r in rows), 1.0, np.float32),
+                      "seed": column((r.seed % 2**32 for r in rows), 0, np.uint32),
+                      "limit": column(limits, 1, np.int32)}
+        cfg = SamplingConfig(max_new_tokens=cfg.max_new_tokens, top_logprobs=cfg.top_logprobs)
     graphdef, state = nnx.split(model)
     stops = jnp.asarray(list(stop_ids) or [pad_id], jnp.int32)
     out = _generate(graphdef, state, jnp.asarray(ids), jnp.asarray(mask), stops,
-                    jax.random.key(cfg.seed), cfg=cfg)
+                    jax.random.key(cfg.seed), row_arrays, cfg=cfg)
     tokens, lps, top_i, top_lp = (np.asarray(x) for x in out)
     results = []
     for i in range(n):
-        stop_at = np.flatnonzero(np.isin(tokens[i], list(stop_ids)))
-        end = int(stop_at[0]) + 1 if stop_at.size else cfg.max_new_tokens
+        stop_at = np.flatnonzero(np.isin(tokens[i, :limits[i]], list(stop_ids)))
+        end = int(stop_at[0]) + 1 if stop_at.size else limits[i]
         results.append((tokens[i, :end], lps[i, :end], top_i[i, :end], top_lp[i, :end]))
     return results
+
+
+def stop_token_ids(tokenizer) -> list[int]:
+    """The tokenizer's EOS plus the chat end-of-turn / end-of-text tokens it has."""
+    stops = {tokenizer.eos_token_id} | {tokenizer.convert_tokens_to_ids(t)
+                                        for t in ("<|im_end|>", "<|endoftext|>")
+                                        if t in tokenizer.get_vocab()}
+    stops.discard(None)
+    return sorted(stops)
 
 
 def generate(model: DecoderLM, tokenizer, prompts: Sequence[str],
              cfg: SamplingConfig = SamplingConfig()) -> list[Generation]:
     """Text in, `Generation`s out. Stops at the tokenizer's EOS (and `<|im_end|>` if present)."""
     encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
-    stops = {tokenizer.eos_token_id} | {tokenizer.convert_tokens_to_ids(t)
-                                        for t in ("<|im_end|>", "<|endoftext|>")
-                                        if t in tokenizer.get_vocab()}
-    stops.discard(None)
+    stops = stop_token_ids(tokenizer)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(stops)
     out = []
-    for tokens, lps, top_i, top_lp in generate_ids(model, encoded, sorted(stops), cfg, pad):
+    for tokens, lps, top_i, top_lp in generate_ids(model, encoded, stops, cfg, pad):
         body = tokens[:-1] if len(tokens) and tokens[-1] in stops else tokens
         keep = cfg.top_logprobs > 0
         out.append(Generation(tokenizer.decode(body, skip_special_tokens=True), tokens.tolist(),

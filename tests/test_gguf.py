@@ -436,36 +436,4 @@ def test_smollm2_path_names_the_wheel(monkeypatch):
 
 
 # ------------------------------------------------------------------------------------- load_gguf
-
-
-def test_load_gguf_logits_match_transformers(path, ckpt, hf_config, hf_tensors, monkeypatch):
-    """Our decoder from `load_gguf` vs transformers' LlamaForCausalLM with its own GGUF tensors,
-    on a right-padded batch. Logits reach |33| after 30 layers, where two fp32 implementations
-    differ by ~1e-4 through summation order alone, so both are measured against torch in fp64:
-    ours must be as accurate as torch's own fp32 (measured: 8.1e-5 vs 9.3e-5)."""
-    from transformers import LlamaForCausalLM
-
-    monkeypatch.setattr(gguf_mod, "read_gguf", lambda p: ckpt)  # already read once for this module
-    model, tok = gguf_mod.load_gguf(path)
-    assert tok is ckpt.tokenizer
-    rows = [tok.encode("<|im_start|>user\nIs a 2024 grad a fit?<|im_end|>\n"), tok.encode("Hi there")]
-    length = max(map(len, rows))
-    ids = np.array([r + [2] * (length - len(r)) for r in rows])
-    mask = np.array([[1] * len(r) + [0] * (length - len(r)) for r in rows])
-    valid = mask.astype(bool)
-    ours = np.asarray(model(ids, mask))[valid]
-
-    ref_model = LlamaForCausalLM(hf_config).eval()
-    state = {k: torch.from_numpy(v) for k, v in hf_tensors.items()}
-    missing, unexpected = ref_model.load_state_dict(state, strict=False)
-    assert missing == ["lm_head.weight"] and not unexpected  # tied to embed_tokens
-    with torch.no_grad():
-        args = torch.from_numpy(ids), torch.from_numpy(mask)
-        ref32 = ref_model(args[0], attention_mask=args[1]).logits.numpy()[valid]
-        ref64 = ref_model.double()(args[0], attention_mask=args[1]).logits.numpy()[valid]
-    ours_error, torch_error = np.abs(ours - ref64).max(), np.abs(ref32 - ref64).max()
-    assert ours_error <= max(1e-4, 1.5 * torch_error), (ours_error, torch_error)
-    assert np.abs(ours - ref32).max() <= 3e-4
-    top2 = np.sort(ref64, axis=-1)[:, -2:]
-    clear = top2[:, 1] - top2[:, 0] > 1e-3
-    assert (ours.argmax(-1) == ref64.argmax(-1))[clear].all()
+# `load_gguf` end to end (real weights, logits vs transformers) is tests/test_smollm2.py.

@@ -111,7 +111,8 @@ def test_kv_cache_prefill_and_decode_equal_full_recompute(scan):
     for t in range(steps):
         step_logits, cache = run(new[:, t:t + 1], positions[:, T + t:T + t + 1], cache)
         np.testing.assert_allclose(step_logits[:, 0], full[:, T + t], atol=1e-4)
-    assert int(np.asarray(cache.index).ravel()[0]) == S
+    first = cache[0] if isinstance(cache, tuple) else cache  # per-layer tuple unless scanned
+    assert int(np.asarray(first.index).ravel()[0]) == S
 
 
 def test_classifier_pooling_is_padding_side_invariant():

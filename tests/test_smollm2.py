@@ -27,17 +27,15 @@ def smol(tmp_path_factory):
         path = gguf.smollm2_gguf_path()
     except FileNotFoundError as e:
         pytest.skip(str(e))
-    ckpt = gguf.read_gguf(path)
-    tok = ckpt.tokenizer
+    model, tok = gguf.load_gguf(path)
     texts = [tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
                                      add_generation_prompt=True) for p in PROMPTS]
     enc = tok(texts, padding=True, return_tensors="np")
     export = tmp_path_factory.mktemp("smollm2")
-    ours = hf.model_from_state(ckpt.config, ckpt.tensors)
-    hf.save_hf(ours, export, tokenizer=tok)
+    hf.save_hf(model, export, tokenizer=tok)
     ref, info = transformers.LlamaForCausalLM.from_pretrained(export, output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"], info
-    return ckpt, enc["input_ids"], enc["attention_mask"], ref.eval()
+    return model, enc["input_ids"], enc["attention_mask"], ref.eval()
 
 
 def torch_logits(ref, ids, mask):
@@ -51,11 +49,12 @@ def test_padded_batch_is_padded(smol):
 
 
 def test_float64_logits_equal_transformers(smol):
-    ckpt, ids, mask, ref = smol
+    model, ids, mask, ref = smol
     expected = torch_logits(ref.double(), ids, mask)
     ref.float()
     with jax.enable_x64(True):
-        ours = hf.model_from_state(ckpt.config, ckpt.tensors, dtype="float64", param_dtype="float64")
+        ours = hf.model_from_state(hf.config_to_hf(model), dict(hf.hf_tensors(model)),
+                                   dtype="float64", param_dtype="float64")
         got = np.asarray(nnx.jit(lambda m, i, k: m(i, k))(ours, jnp.asarray(ids), jnp.asarray(mask)))
     assert got.dtype == np.float64
     valid = mask.astype(bool)
@@ -63,9 +62,8 @@ def test_float64_logits_equal_transformers(smol):
 
 
 def test_float32_logits_match_within_float32_rounding(smol):
-    ckpt, ids, mask, ref = smol
+    ours, ids, mask, ref = smol
     valid = mask.astype(bool)
-    ours = hf.model_from_state(ckpt.config, ckpt.tensors)
     got = np.asarray(nnx.jit(lambda m, i, k: m(i, k))(ours, jnp.asarray(ids), jnp.asarray(mask)), np.float64)
     torch32 = torch_logits(ref.float(), ids, mask)
     exact = torch_logits(ref.double(), ids, mask)

@@ -91,33 +91,37 @@ class Decoder(nnx.Module):
                                    scan=cfg.scan_layers, remat=cfg.remat)
         self.final_norm = L.RMSNorm(cfg.hidden_size, eps=cfg.rms_norm_eps, **kw)
 
-    def init_cache(self, batch: int, length: int, dtype=None) -> L.KVCache:
-        """One preallocated KVCache per layer, stacked on a leading layer axis."""
+    def init_cache(self, batch: int, length: int, dtype=None):
+        """Preallocated KV caches: a tuple with one KVCache per layer (each updated in place
+        while decoding), or one KVCache stacked on a leading layer axis for scanned layers."""
         cfg = self.cfg
-        one = L.KVCache.zeros(batch, length, cfg.num_kv_heads, cfg.dims_per_head,
-                              dtype or jnp.dtype(cfg.dtype))
-        return jax.tree.map(lambda a: jnp.broadcast_to(a, (cfg.num_layers,) + a.shape), one)
+        make = lambda: L.KVCache.zeros(batch, length, cfg.num_kv_heads, cfg.dims_per_head,  # noqa: E731
+                                       dtype or jnp.dtype(cfg.dtype))
+        if not cfg.scan_layers:
+            return tuple(make() for _ in range(cfg.num_layers))
+        return jax.tree.map(lambda a: jnp.broadcast_to(a, (cfg.num_layers,) + a.shape), make())
 
     def __call__(self, input_ids: jax.Array, attention_mask: jax.Array | None = None, *,
                  positions: jax.Array | None = None, cache: L.KVCache | None = None):
         """Without a cache: causal attention over `input_ids` [B, T] with padding mask [B, T].
 
-        With a cache (from `init_cache`): `input_ids` are written at slots cache.index ...
-        cache.index + T - 1, `attention_mask` [B, S_max] marks valid slots (prompt padding
-        excluded, new tokens included) and `positions` [B, T] must be given. Returns
-        (hidden, new_cache) in that case.
+        With a cache (from `init_cache`) `attention_mask` [B, S_max] marks the valid slots
+        (prompt padding off, generated tokens on) and `positions` [B, T] must be given; returns
+        (hidden, new_cache). T > 1 is a prefill into the empty cache (slots 0 .. T-1, the prompt
+        attending to itself); T == 1 decodes one token at slot cache.index over the whole cache.
         """
         B, T = input_ids.shape
-        if cache is None:
-            valid = jnp.ones((B, T), bool) if attention_mask is None else attention_mask.astype(bool)
+        if cache is None or T > 1:
+            valid = jnp.ones((B, T), bool) if attention_mask is None else attention_mask[:, :T].astype(bool)
             positions = L.positions_from_mask(valid) if positions is None else positions
             mask = L.attention_mask(valid, valid, causal=True)
         else:
             if attention_mask is None or positions is None:
                 raise ValueError("cached decoding needs attention_mask over the cache and positions")
             S = attention_mask.shape[1]
-            slots = cache.index[0] + jnp.arange(T)  # every layer's cache sits at the same slot
-            q_index = jnp.broadcast_to(slots, (B, T))
+            first = cache[0] if isinstance(cache, tuple) else cache
+            slot = jnp.reshape(first.index, (-1,))[0]  # every layer's cache sits at the same slot
+            q_index = jnp.full((B, 1), slot)
             kv_index = jnp.broadcast_to(jnp.arange(S), (B, S))
             mask = L.attention_mask(None, attention_mask.astype(bool), causal=True,
                                     q_index=q_index, kv_index=kv_index)

@@ -87,7 +87,7 @@ class EncoderBlock(nnx.Module):
             x = self.attn_norm(x + h)
             x = self.mlp_norm(x + self.down(self.act(self.up(x))))
         else:  # pre-norm; flags pick this layer's mask/rope (global or local) and its attn norm
-            is_global, has_attn_norm = flags
+            is_global, has_attn_norm = flags["is_global"], flags["has_attn_norm"]
             mask = jnp.where(is_global, masks[0], masks[1])
             rope = jax.tree.map(lambda g, l: jnp.where(is_global, g, l), ropes[0], ropes[1])
             h = jnp.where(has_attn_norm, self.attn_norm(x), x)
@@ -132,15 +132,17 @@ class Encoder(nnx.Module):
         if cfg.family == "bert":
             types = jnp.zeros_like(input_ids) if token_type_ids is None else token_type_ids
             x = x + self.position_embed(positions) + self.type_embed(types)
-            masks = (L.attention_mask(valid, valid, causal=False),)
+            # Keys only, as HF BERT: padded queries attend to the valid keys (their outputs are
+            # ignored), and a [B, 1, 1, S] bias costs less than a per-query [B, 1, T, S] one.
+            masks = (L.attention_mask(None, valid, causal=False),)
         else:
             masks = (L.attention_mask(valid, valid, causal=False, kv_index=positions),
                      L.attention_mask(valid, valid, causal=False, kv_index=positions,
                                       window=cfg.local_attention // 2))
             ropes = (L.rope_tables(positions, cfg.head_dim, cfg.global_rope_theta),
                      L.rope_tables(positions, cfg.head_dim, cfg.local_rope_theta))
-            flags = (jnp.array([cfg.is_global(i) for i in range(cfg.num_layers)]),
-                     jnp.arange(cfg.num_layers) > 0)
+            flags = {"is_global": jnp.array([cfg.is_global(i) for i in range(cfg.num_layers)]),
+                     "has_attn_norm": jnp.arange(cfg.num_layers) > 0}
         x = mesh_lib.constrain(self.embed_norm(x), ("batch", "length", "act_embed"))
         x, _ = self.layers(x, masks, ropes, per_layer=flags)
         return x if self.final_norm is None else self.final_norm(x)

@@ -349,16 +349,19 @@ def build_seed(records: Sequence[Mapping[str, Any]], decisions: Sequence[Decisio
     return seed
 
 
-def d_seed_records(seed: Sequence[Mapping[str, Any]], pairs: Mapping[str, Pair], *, compress: bool = True) -> list[dict]:
-    """D_seed entries as `data/datasets.py` "d_seed" records: prompt = the single-call chat messages
-    (JSON), target = the Assessment JSON, provenance = where the label came from."""
+def d_seed_records(seed: Sequence[Mapping[str, Any]], pairs: Mapping[str, Pair], *, compress: bool = True,
+                   messages=None) -> list[dict]:
+    """D_seed entries as `data/datasets.py` "d_seed" records: prompt = chat messages (JSON; the
+    single-call teacher prompt unless `messages(pair)` gives the in-house one), target = the
+    Assessment JSON, provenance = where the label came from."""
+    messages = messages or (lambda pair: prompts.single_call_messages(pair, compress=compress))
     records = []
     for entry in seed:
         pair = pairs[entry["pair_id"]]
         provenance = {k: entry.get(k) for k in ("source", "note", "prompt_version", "teacher_id", "decoding",
                                                 "fit_probs")}
         records.append({"pair_id": entry["pair_id"],
-                        "prompt": json.dumps(prompts.single_call_messages(pair, compress=compress), ensure_ascii=False),
+                        "prompt": json.dumps(messages(pair), ensure_ascii=False),
                         "target": json.dumps(entry["assessment"], ensure_ascii=False), "provenance": provenance})
     return records
 

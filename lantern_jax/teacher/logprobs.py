@@ -15,7 +15,7 @@ from lantern_jax.data.schema import FIT_LEVELS
 _FIT_VALUE = re.compile(r'"fit_level"\s*:\s*"')
 
 
-def _level_of(token: str) -> str | None:
+def level_of(token: str) -> str | None:
     word = re.sub(r"[^a-z]", "", token.lower())
     if not word:
         return None
@@ -55,7 +55,7 @@ def fit_level_probs(content: Sequence[dict[str, Any]] | None, text: str) -> dict
     seen = set()
     for alt in alternatives:
         token = str(alt.get("token", ""))
-        level = _level_of(token)
+        level = level_of(token)
         if level is None or token in seen:
             continue
         seen.add(token)
