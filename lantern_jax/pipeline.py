@@ -154,11 +154,13 @@ def stage_d_t(cfg, wd: Workdir) -> dict:
     usable = {s: [r for r in rs if r["token_ids"]] for s, rs in records.items()}
     datasets.write_dataset("d_t", {s: [inhouse.d_t_record(r, k) for r in rs] for s, rs in usable.items()},
                            wd("data", "tfds"), overwrite=True)
-    pairs = wd.all_pairs()
     blackbox = {r["pair_id"]: r for r in read_teacher_records(wd("teacher", "records.jsonl"))}
-    cls = {s: [cls_record(pairs[r["pair_id"]], r, blackbox.get(r["pair_id"])) for r in rs]
-           for s, rs in usable.items()}
-    cls = {s: [c for c in rs if c] for s, rs in cls.items()}
+    cls = {}
+    for split in ("train", "dev"):  # every pair either teacher labeled
+        inhouse_by_id = {r["pair_id"]: r for r in usable[split]}
+        examples = (cls_record(p, inhouse_by_id.get(p.pair_id), blackbox.get(p.pair_id))
+                    for p in wd.pairs(split))
+        cls[split] = [c for c in examples if c]
     for split, rs in cls.items():
         if not rs:
             raise DataError(f"d_cls {split}: no teacher label readable for any pair (in-house parse rate "

@@ -1,0 +1,49 @@
+"""The embedded default end to end at micro size: every stage runs, the report is written with
+finite metrics, and a second run skips every finished stage. (Micro models are too small to
+learn the task; the default size is where quality is measured.)"""
+import json
+import math
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_pipeline(workdir):
+    proc = subprocess.run([sys.executable, "-m", "lantern_jax.pipeline", "--config", "configs/demo.py:micro",
+                           "--workdir", str(workdir)], cwd=ROOT, capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
+def finite_numbers(tree):
+    if isinstance(tree, dict):
+        return [x for v in tree.values() for x in finite_numbers(v)]
+    if isinstance(tree, list):
+        return [x for v in tree for x in finite_numbers(v)]
+    return [tree] if isinstance(tree, (int, float)) else []
+
+
+def test_micro_pipeline_end_to_end_then_skips(tmp_path):
+    out = run_pipeline(tmp_path)
+    for stage in ("data", "teacher", "seed", "inhouse", "d_t", "explainer", "classifier", "evaluate"):
+        assert (tmp_path / stage / "DONE.json").exists(), stage
+    ev = tmp_path / "evaluate"
+    for name in ("report.md", "metrics.json", "reliability.png", "confusion.png"):
+        assert (ev / name).stat().st_size > 0, name
+    metrics = json.loads((ev / "metrics.json").read_text())
+    test = metrics["splits"]["test"]["classifier"]
+    for ref in ("vs_teacher", "vs_truth"):
+        assert math.isfinite(test[ref]["accuracy"]) and math.isfinite(test[ref]["macro_f1"])
+        assert test[ref]["n"] >= 30 and sum(map(sum, test[ref]["confusion"])) == test[ref]["n"]
+    assert 0 <= test["ece"] <= 1 and metrics["classifier_temperature"] > 0
+    assert math.isfinite(metrics["classifier_ms_per_pair"]) and math.isfinite(metrics["explainer_ms_per_token"])
+    assert metrics["splits"]["test"]["explainer"]["n"] == 4
+    report = (ev / "report.md").read_text()
+    assert "## Fit classifier" in report and "## Explainer" in report and "reliability.png" in report
+    assert "teacher" in out and "pipeline: 8 stages" in out
+
+    again = run_pipeline(tmp_path)
+    assert again.count("done, skipped") == 8
