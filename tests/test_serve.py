@@ -34,7 +34,7 @@ from lantern_jax.serve.fit import classifier_text
 from lantern_jax.serve.runner import serve_in_thread
 from lantern_jax.serve.schemas import PairIn
 from lantern_jax.serve.service import Service, load_service
-from lantern_jax.serve.token_bytes import token_bytes_table
+from lantern_jax.data.token_bytes import token_bytes_table
 from lantern_jax.teacher.client import ApiTeacher
 from lantern_jax.teacher.config import TeacherConfig
 from lantern_jax.teacher.label import label_pairs, read_records

@@ -22,7 +22,7 @@ from lantern_jax.data.input_pipeline import prompt_ids
 from lantern_jax.generate import SamplingConfig, generate_ids, stop_token_ids
 from lantern_jax.models.decoder import DecoderLM
 from lantern_jax.serve.schemas import MAX_TOP_LOGPROBS
-from lantern_jax.serve.token_bytes import token_bytes_table
+from lantern_jax.data.token_bytes import token_bytes_table
 
 
 @dataclasses.dataclass(frozen=True)

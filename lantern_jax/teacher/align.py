@@ -47,6 +47,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from lantern_jax.data.schema import FIT_LEVELS
+from lantern_jax.data.token_bytes import token_bytes_table
 from lantern_jax.teacher.logprobs import fit_level_probs
 
 PAD_LOGPROB = -math.inf
@@ -57,14 +58,6 @@ _PARTIAL = rb"(?:[\xc0-\xff][\x80-\xbf]{0,2}|[\x80-\xbf])"
 
 class AlignmentError(ValueError):
     """A record or tokenizer alignment can't use; str() is one line naming the record."""
-
-
-def _byte_decoder() -> dict[str, int]:
-    """Inverse of the byte-level BPE alphabet: printable bytes stand for themselves, the others for
-    the code points from 256 up, in byte order."""
-    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    shifted = [b for b in range(256) if b not in keep]
-    return {**{chr(b): b for b in keep}, **{chr(256 + n): b for n, b in enumerate(shifted)}}
 
 
 class StudentVocab:
@@ -103,11 +96,9 @@ class StudentVocab:
 
     def _init_hf(self, tok) -> None:
         backend = tok.backend_tokenizer
-        decoder = _byte_decoder()
-        to_bytes = lambda s: bytes(decoder[c] for c in s) if all(c in decoder for c in s) else s.encode("utf-8")
-        added = {i: t.content.encode("utf-8") for i, t in tok.added_tokens_decoder.items()}  # their own text
-        names = {i: piece for piece, i in tok.get_vocab().items()}
-        spell = lambda i: added[i] if i in added else to_bytes(names[i])
+        table = token_bytes_table(tok, len(tok))
+        spell = table.__getitem__
+        names = {i for i in tok.get_vocab().values()}
         by_bytes = {}
         for i in sorted(names):  # the lowest id wins where two pieces spell the same bytes
             by_bytes.setdefault(spell(i), i)
