@@ -92,7 +92,7 @@ def _sample_rows(logits: jax.Array, rows: dict[str, jax.Array], step: jax.Array)
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "cfg"))
-def _generate(graphdef, state, ids, mask, stop_ids, key, rows=None, *, cfg: SamplingConfig):
+def _generate(graphdef, state, ids, mask, stop_ids, pad_id, key, rows=None, *, cfg: SamplingConfig):
     model = nnx.merge(graphdef, state)
     B, T = ids.shape
     N = cfg.max_new_tokens
@@ -110,7 +110,7 @@ def _generate(graphdef, state, ids, mask, stop_ids, key, rows=None, *, cfg: Samp
         logp = jax.nn.log_softmax(step_logits.astype(jnp.float32), axis=-1)
         logits32 = step_logits.astype(jnp.float32)
         picked = _sample(logits32, sub, cfg) if rows is None else _sample_rows(logits32, rows, i)
-        tok = jnp.where(done, stop_ids[0], picked)
+        tok = jnp.where(done, pad_id, picked)  # finished rows idle on padding
         lp = jnp.take_along_axis(logp, tok[:, None], axis=-1)[:, 0]
         k_lp, k_id = jax.lax.top_k(logp, K)
         tokens, lps = tokens.at[:, i].set(tok), lps.at[:, i].set(lp)
@@ -181,8 +181,8 @@ def generate_ids(model: DecoderLM, prompts: Sequence[Sequence[int]], stop_ids: S
                       "limit": column(limits, 1, np.int32)}
         cfg = SamplingConfig(max_new_tokens=cfg.max_new_tokens, top_logprobs=cfg.top_logprobs)
     graphdef, state = nnx.split(model)
-    stops = jnp.asarray(list(stop_ids) or [pad_id], jnp.int32)
-    out = _generate(graphdef, state, jnp.asarray(ids), jnp.asarray(mask), stops,
+    stops = jnp.asarray(list(stop_ids) or [-1], jnp.int32)  # no stop ids: -1 never matches
+    out = _generate(graphdef, state, jnp.asarray(ids), jnp.asarray(mask), stops, jnp.int32(pad_id),
                     jax.random.key(cfg.seed), row_arrays, cfg=cfg)
     tokens, lps, top_i, top_lp = (np.asarray(x) for x in out)
     results = []
