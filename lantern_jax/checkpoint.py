@@ -7,7 +7,6 @@ so it restores only with the same process count (the model reshards freely).
 """
 from __future__ import annotations
 
-import os
 import signal
 import threading
 
@@ -16,10 +15,12 @@ import jax
 import orbax.checkpoint as ocp
 from flax import nnx
 
+from lantern_jax import workdir as workdir_lib
+
 
 class Checkpointer:
     def __init__(self, workdir: str, *, every: int, keep: int = 3, async_save: bool = True):
-        self.directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+        self.directory = workdir_lib.remote(workdir) / "checkpoints"  # gs:// stays a URL
         self.every = every
         self.manager = ocp.CheckpointManager(
             self.directory,

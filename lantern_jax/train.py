@@ -29,6 +29,7 @@ from flax import nnx
 
 from lantern_jax import config as config_lib
 from lantern_jax import mesh as mesh_lib
+from lantern_jax import workdir as workdir_lib
 from lantern_jax.checkpoint import Checkpointer
 from lantern_jax.config import ConfigError, one_of, require
 from lantern_jax.data import datasets
@@ -160,6 +161,16 @@ def build_model(mcfg: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, *, see
     return model, tokenizer
 
 
+def teacher_section(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict | None:
+    """An online teacher's model section: the student's, with the teacher's source, stored and run
+    in `teacher.dtype` (it is never updated) and without remat (it has no backward pass)."""
+    if cfg.task != "explainer_kd" or cfg.teacher.mode != "online":
+        return None
+    return ml_collections.ConfigDict({**cfg.model.to_dict(), "source": cfg.teacher.source,
+                                      "dtype": cfg.teacher.dtype, "param_dtype": cfg.teacher.dtype,
+                                      "remat": "none"})
+
+
 def param_count(model) -> int:
     return sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
 
@@ -243,10 +254,13 @@ class MetricsLog:
 
     def __init__(self, workdir: str):
         self.active = jax.process_index() == 0
+        self.workdir = workdir
         if self.active:
             from tensorboardX import SummaryWriter  # noqa: PLC0415
-            self.jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
-            self.tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+            local = workdir_lib.local(workdir)
+            os.makedirs(local, exist_ok=True)
+            self.jsonl = open(os.path.join(local, "metrics.jsonl"), "a")
+            self.tb = SummaryWriter(os.path.join(local, "tensorboard"))
 
     def write(self, step: int, prefix: str, metrics: dict[str, float]) -> None:
         if not self.active:
@@ -260,12 +274,13 @@ class MetricsLog:
         if self.active:
             self.jsonl.close()
             self.tb.close()
+            workdir_lib.upload(self.workdir, "metrics.jsonl", "tensorboard")
 
 
 def read_metrics(workdir: str) -> dict[str, list[dict]]:
     """metrics.jsonl by split, one record per step (a resumed run's rewrite of a step wins)."""
     by_split: dict[str, dict[int, dict]] = {}
-    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    with (workdir_lib.remote(workdir) / "metrics.jsonl").open() as f:
         for line in f:
             r = json.loads(line)
             by_split.setdefault(r["split"], {})[r["step"]] = r
@@ -282,17 +297,14 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, devices=None) -> dict[st
     """Runs (or resumes) one training run on `devices` (default: all); returns the last train and
     eval metrics."""
     mesh = validate(cfg, devices)
-    os.makedirs(workdir, exist_ok=True)
+    root = workdir_lib.remote(workdir)
     if jax.process_index() == 0:
-        with open(os.path.join(workdir, "config.json"), "w") as f:
-            f.write(cfg.to_json_best_effort(indent=2))
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "config.json").write_text(cfg.to_json_best_effort(indent=2))
     kind = cfg.model.kind
     model, tokenizer = build_model(cfg.model, mesh, seed=cfg.seed, kind=kind)
-    teacher = None
-    if cfg.task == "explainer_kd" and cfg.teacher.mode == "online":
-        tcfg = ml_collections.ConfigDict({**cfg.model.to_dict(), "source": cfg.teacher.source,
-                                          "dtype": cfg.teacher.dtype, "remat": "none"})
-        teacher, _ = build_model(tcfg, mesh, seed=cfg.seed, kind="lm")
+    tcfg = teacher_section(cfg)
+    teacher = build_model(tcfg, mesh, seed=cfg.seed, kind="lm")[0] if tcfg else None
     with jax.set_mesh(mesh):  # optimizer moments are born with their parameter's sharding
         optimizer = optimizer_for(model, cfg.optim, cfg.train.steps)
     topk = cfg.data.topk if (cfg.task == "explainer_kd" and cfg.teacher.mode == "offline") else 0
@@ -357,7 +369,9 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, devices=None) -> dict[st
     ckpt.close()
     metrics_log.close()
     if step == cfg.train.steps and cfg.train.export:
-        export(model, tokenizer, os.path.join(workdir, "export"))
+        export(model, tokenizer, os.path.join(workdir_lib.local(workdir), "export"))
+        if jax.process_index() == 0:
+            workdir_lib.upload(workdir, "export")
     return last
 
 
@@ -387,8 +401,9 @@ def run(cfg: ml_collections.ConfigDict, workdir: str, devices=None) -> dict[str,
         for key in ("model.source", "teacher.source"):
             kind, _, ref = config_lib.get(sub, key).partition(":")
             if kind == "stage":
-                config_lib.apply_overrides(sub, [f"{key}=hf:{os.path.join(workdir, ref, 'export')}"])
-        if os.path.exists(os.path.join(stage_dir, "export", "config.json")):
+                export_dir = os.path.join(workdir_lib.local(os.path.join(workdir, ref)), "export")
+                config_lib.apply_overrides(sub, [f"{key}=hf:{export_dir}"])
+        if os.path.exists(os.path.join(workdir_lib.local(stage_dir), "export", "config.json")):
             print(f"[train] stage {name}: done, skipped", flush=True)
             continue
         print(f"[train] stage {name}", flush=True)

@@ -386,3 +386,28 @@ def test_ordinal_loss_respects_order():
     medium, high = (classifier_losses(logits, labels, np_softmax(logits), only[i]) for i in (0, 1))
     np.testing.assert_allclose(high["emd"], 2 * medium["emd"], rtol=1e-3)
     np.testing.assert_allclose(high["ce"], medium["ce"], rtol=1e-6)
+
+
+def test_online_teacher_with_a_wider_padded_vocabulary():
+    """Qwen2.5-7B (152,064 rows) teaching 1.5B (151,936): the padding columns are cut."""
+    from lantern_jax.distill import objectives
+    from lantern_jax.config import train_config
+    rng = np.random.default_rng(0)
+    logits = jnp.asarray(rng.normal(size=(2, 3, 12)), jnp.float32)
+    assert objectives.match_vocab(logits, 10).shape == (2, 3, 10)
+    np.testing.assert_array_equal(objectives.match_vocab(logits, 12), logits)
+    with pytest.raises(ValueError, match=r"online teacher vocabulary \(12\) is smaller than the student's \(16\)"):
+        objectives.match_vocab(logits, 16)
+
+    from flax import nnx
+    from lantern_jax.models.decoder import DecoderConfig, DecoderLM
+    small = dict(hidden_size=16, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=32)
+    student = DecoderLM(DecoderConfig(vocab_size=24, **small), rngs=nnx.Rngs(0))
+    teacher = DecoderLM(DecoderConfig(vocab_size=32, **small), rngs=nnx.Rngs(1))
+    ids = jnp.asarray(rng.integers(0, 24, (2, 6)), jnp.int32)
+    batch = {"input_ids": ids, "attention_mask": jnp.ones_like(ids), "labels": jnp.roll(ids, -1, 1),
+             "loss_mask": jnp.ones_like(ids)}
+    cfg = train_config("explainer_kd").loss
+    loss, m = objectives.explainer_kd(student, batch, 0, cfg, jnp.float32(12), teacher)
+    expected = L.forward_kl(student(ids), teacher(ids)[..., :24], batch["loss_mask"])
+    np.testing.assert_allclose(m["kd"], expected, rtol=1e-5)

@@ -58,6 +58,7 @@ def explainer_kd(model, batch, step, cfg, num_valid, teacher=None):
     lam_kd = schedule(_spec(cfg.lambda_kd))(step)
     if teacher is not None:
         target = jax.lax.stop_gradient(teacher(batch["input_ids"], batch["attention_mask"]))
+        target = match_vocab(target, model.cfg.vocab_size)
     else:
         target = losses.TopK(batch["teacher_ids"], batch["teacher_logprobs"])
     param = DIVERGENCE_PARAMS.get(cfg.divergence)
@@ -69,6 +70,16 @@ def explainer_kd(model, batch, step, cfg, num_valid, teacher=None):
                                   chunk_size=cfg.chunk_size, **params)
     loss = lam_sft * out.ce + lam_kd * T ** 2 * out.kd
     return loss, {"ce": out.ce, "kd": out.kd, "lambda_kd": lam_kd, "temperature": T}
+
+
+def match_vocab(teacher_logits: jax.Array, vocab_size: int) -> jax.Array:
+    """Teacher logits over the student's vocabulary. Models sharing a tokenizer may pad their
+    embedding tables differently (Qwen2.5-7B: 152,064 rows, 1.5B/0.5B: 151,936); rows past the
+    tokenizer are never targets, so the teacher's extra columns are cut."""
+    if teacher_logits.shape[-1] < vocab_size:
+        raise ValueError(f"online teacher vocabulary ({teacher_logits.shape[-1]}) is smaller than the "
+                         f"student's ({vocab_size}): online KD needs one shared tokenizer")
+    return teacher_logits[..., :vocab_size]
 
 
 def classifier_kd(model, batch, step, cfg, num_valid, teacher=None):

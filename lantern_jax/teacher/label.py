@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import dataclasses
 import datetime
 import hashlib
@@ -212,14 +213,24 @@ async def label_pairs_async(pairs: Sequence[Pair], teacher, out: str, *, process
 
 
 def label_pairs(pairs: Sequence[Pair], teacher, out: str, **kwargs) -> LabelSummary:
-    """**API** Synchronous wrapper of `label_pairs_async` (on uvloop when it is installed)."""
+    """**API** Synchronous wrapper of `label_pairs_async` (on uvloop when it is installed). Called
+    where an event loop already runs (a Jupyter cell), it runs its own loop in a worker thread."""
     try:
         import uvloop
         factory = uvloop.new_event_loop
     except ImportError:
         factory = None
-    with asyncio.Runner(loop_factory=factory) as runner:
-        return runner.run(label_pairs_async(pairs, teacher, out, **kwargs))
+
+    def run():
+        with asyncio.Runner(loop_factory=factory) as runner:
+            return runner.run(label_pairs_async(pairs, teacher, out, **kwargs))
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return run()
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(run).result()
 
 
 def _overrides(items: Iterable[str]) -> dict[str, str]:
