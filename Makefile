@@ -17,8 +17,10 @@ $(STAMP): setup.py Makefile
 	$(PY) -m pip install -q --no-deps $(OFFLINE_WHEELS)
 	touch $@
 
+# The whole LANTERN pipeline offline (embedded default); rerunning skips finished stages.
 demo: $(STAMP)
-	$(PY) -m lantern_jax.demo
+	$(PY) -m lantern_jax.pipeline --config configs/demo.py --workdir runs/demo
+	@echo "report: runs/demo/evaluate/report.md (plots and metrics.json beside it)"
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 --durations=15 tests

@@ -208,6 +208,9 @@ def run(cfg, wd) -> dict:
                 f.write(json.dumps({"pair_id": p.pair_id, "explainer": t}) + "\n")
     metrics["explainer_ms_per_token"] = generation_latency(
         lm, lm_tok, splits["test"][:8], max_new_tokens=cfg.evaluate.max_new_tokens)
+    if cfg.evaluate.get("n_audit", 16) > 0:
+        from lantern_jax import audit as audit_lib  # noqa: PLC0415
+        metrics["audit"] = audit_lib.audit(cfg, wd, classifier=(clf, clf_tok), explainer=(lm, lm_tok))
     with open(os.path.join(out_dir, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=2)
     plots = write_plots(metrics, reliability, out_dir)
@@ -311,6 +314,9 @@ def write_report(metrics: dict, plots: list[str], wd, out_dir: str) -> None:
     if "seed" in stages:
         lines += ["", "## Quality gates on the teacher's outputs", "", "```",
                   json.dumps(stages["seed"].get("gates", {}), indent=1), "```"]
+    if "audit" in metrics:
+        from lantern_jax.audit import report_section  # noqa: PLC0415
+        lines += ["", report_section(metrics["audit"])]
     with open(os.path.join(out_dir, "report.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
 

@@ -51,8 +51,10 @@ class Workdir:
 
 
 def classifier_text(pair) -> str:
-    """What the fit classifier reads: the compressed posting and the profile."""
-    return f"{prompts.render_job(pair.job, compress=True)}\n\n{prompts.render_member(pair.member)}"
+    """What the fit classifier reads: the posting compressed to its requirements and the profile's
+    structured fields, so that both fit a short encoder window (about 230 MiniLM tokens)."""
+    return (f"{prompts.render_job(pair.job, compress=True)}\n\n"
+            f"{prompts.render_member(pair.member, compact=True)}")
 
 
 # --- stages -------------------------------------------------------------------------------------

@@ -43,6 +43,8 @@ def test_micro_pipeline_end_to_end_then_skips(tmp_path):
     assert metrics["splits"]["test"]["explainer"]["n"] == 4
     report = (ev / "report.md").read_text()
     assert "## Fit classifier" in report and "## Explainer" in report and "reliability.png" in report
+    audit = metrics["audit"]  # the fairness / injection audit ran on the micro models
+    assert "## Fairness and injection audit" in report and audit["cues"]
     assert "teacher" in out and "pipeline: 8 stages" in out
 
     again = run_pipeline(tmp_path)

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+import train_fixtures
 from lantern_jax.data import prompts, synth
 from lantern_jax.data.input_pipeline import prompt_ids
 from lantern_jax.data.tokenizer import train_tokenizer
@@ -50,22 +51,6 @@ CONFIG = ServeConfig(max_batch=4, max_gen_batch=2, max_wait_ms=20, max_body_byte
                      model_name=MODEL)
 
 
-def answering_decoder(cfg: DecoderConfig, answer_id: int, end_id: int) -> DecoderLM:
-    """Every ordinary token -> `answer_id` -> `end_id`, greedily, whatever the context."""
-    model = DecoderLM(cfg, rngs=nnx.Rngs(0))
-    for block in model.model.layers.blocks:
-        block.attn.o.kernel[...] = np.zeros(block.attn.o.kernel.shape, np.float32)
-        block.down.kernel[...] = np.zeros(block.down.kernel.shape, np.float32)
-    embed = np.zeros((cfg.vocab_size, cfg.hidden_size), np.float32)
-    embed[:, 0] = 1.0
-    embed[answer_id] = np.eye(cfg.hidden_size)[1]
-    head = np.zeros((cfg.hidden_size, cfg.vocab_size), np.float32)
-    head[0, answer_id] = head[1, end_id] = 4.0  # x RMS-normalised one-hot (sqrt(64) = 8): logit 32
-    model.model.embed.embedding[...] = embed
-    model.lm_head.kernel[...] = head
-    return model
-
-
 @pytest.fixture(scope="module")
 def pairs():
     return synth.generate_pairs(8, seed=11)
@@ -81,7 +66,7 @@ def exports(tmp_path_factory, pairs):
     answer_id, end_id = tok.convert_tokens_to_ids(ANSWER), tok.eos_token_id
     dec = DecoderConfig(vocab_size=len(tok), hidden_size=64, num_layers=1, num_heads=4, num_kv_heads=2,
                         intermediate_size=96, max_position_embeddings=4096)
-    hf.save_hf(answering_decoder(dec, answer_id, end_id), root / "answering", tokenizer=tok)
+    hf.save_hf(train_fixtures.answering_decoder(dec, answer_id, end_id), root / "answering", tokenizer=tok)
     hf.save_hf(DecoderLM(dec, rngs=nnx.Rngs(1)), root / "random", tokenizer=tok)
     enc = EncoderConfig(vocab_size=len(tok), hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64)
     hf.save_hf(Classifier(ClassifierConfig(enc), rngs=nnx.Rngs(2)), root / "classifier", tokenizer=tok)

@@ -62,3 +62,22 @@ def build(root: str, n_train: int = 48, n_dev: int = 16, vocab: int = 512, k: in
     datasets.write_dataset("d_t", dt, data_dir)
     datasets.write_dataset("d_cls", cls, data_dir)
     return data_dir, os.path.join(root, "tokenizer")
+
+
+def answering_decoder(cfg, answer_id: int, end_id: int):
+    """A decoder whose greedy output is `answer_id` then `end_id` whatever the context: attention and
+    MLP outputs zeroed, embeddings and head hand-set (any token -> answer -> end of turn)."""
+    from flax import nnx  # noqa: PLC0415
+    from lantern_jax.models.decoder import DecoderLM  # noqa: PLC0415
+    model = DecoderLM(cfg, rngs=nnx.Rngs(0))
+    for block in model.model.layers.blocks:
+        block.attn.o.kernel[...] = np.zeros(block.attn.o.kernel.shape, np.float32)
+        block.down.kernel[...] = np.zeros(block.down.kernel.shape, np.float32)
+    embed = np.zeros((cfg.vocab_size, cfg.hidden_size), np.float32)
+    embed[:, 0] = 1.0
+    embed[answer_id] = np.eye(cfg.hidden_size)[1]
+    head = np.zeros((cfg.hidden_size, cfg.vocab_size), np.float32)
+    head[0, answer_id] = head[1, end_id] = 4.0  # x RMS-normalised one-hot (sqrt(64) = 8): logit 32
+    model.model.embed.embedding[...] = embed
+    model.lm_head.kernel[...] = head
+    return model
