@@ -50,10 +50,11 @@ class Workdir:
         return {p.pair_id: p for s in ("train", "dev", *EVAL_SPLITS) for p in self.pairs(s)}
 
 
-def classifier_text(pair) -> str:
+def classifier_text(pair, compress: bool = True) -> str:
     """What the fit classifier reads: the posting compressed to its requirements and the profile's
-    structured fields, so that both fit a short encoder window (about 230 MiniLM tokens)."""
-    return (f"{prompts.render_job(pair.job, compress=True)}\n\n"
+    structured fields, so that both fit a short encoder window (about 230 MiniLM tokens).
+    `compress=False` keeps the whole posting (the compression ablation)."""
+    return (f"{prompts.render_job(pair.job, compress=compress)}\n\n"
             f"{prompts.render_member(pair.member, compact=True)}")
 
 
@@ -124,15 +125,20 @@ def stage_seed(cfg, wd: Workdir) -> dict:
     return {"gates": counts, "accepted": len(seed), "review_files": [jsonl, csv_path]}
 
 
-def _train(cfg: ml_collections.ConfigDict, wd: Workdir, name: str) -> dict:
-    from lantern_jax import train as train_lib
+def resolve_train_config(cfg: ml_collections.ConfigDict, wd: Workdir) -> ml_collections.ConfigDict:
+    """A copy of a training section reading the workdir's datasets and domain tokenizer."""
     run = ml_collections.ConfigDict(cfg.to_dict())
     run.data.dir = wd("data", "tfds")
     if run.model.source == "init" or run.model.tokenizer:
         run.model.tokenizer = run.model.tokenizer or wd("tokenizer")
     if run.model.tokenizer == "domain":
         run.model.tokenizer = wd("tokenizer")
-    out = train_lib.train(run, wd(name))
+    return run
+
+
+def _train(cfg: ml_collections.ConfigDict, wd: Workdir, name: str) -> dict:
+    from lantern_jax import train as train_lib
+    out = train_lib.train(resolve_train_config(cfg, wd), wd(name))
     return {k: v for k, v in out.items()}
 
 

@@ -1,0 +1,264 @@
+"""The paper's ablations, one command: each cell retrains one student on a shared pipeline base.
+
+    python -m lantern_jax.ablations --config configs/ablations.py[:micro] --workdir runs/ablations
+
+Groups (cells): divergence (forward_kl, reverse_kl, jsd, skew_kl, tvd: the explainer's KD loss),
+kd (data_only: λ_kd = 0, data+kd), stages (single: in-house teacher -> small explainer, two_stage:
+in-house -> mid -> small, the small one distilled online from the mid one), classifier (minilm_mean,
+minilm_cls, decoder_last_token, hard_only: λ_soft = 0, soft) and compression (on / off: the
+classifier reads the posting compressed to its requirements, or whole).
+
+The base stages (data, teacher, seed, inhouse, d_t) run once into <workdir>/base. Cells that train
+the same student (data+kd, single and divergence/tvd; soft, minilm_mean and compression/on) share
+one run in <workdir>/runs/<run>/seed<k>, whose DONE.json makes a rerun skip it. Every run is scored
+on the base's test split against the black-box teacher's labels; <workdir>/ablations.json and
+ablations.md hold mean ± std over seeds per cell.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import os
+import sys
+import time
+
+import ml_collections
+import numpy as np
+
+from lantern_jax import config as config_lib
+from lantern_jax import pipeline
+from lantern_jax.config import ConfigError
+from lantern_jax.data import datasets, prompts
+from lantern_jax.data.schema import FIT_LEVELS, DataError
+
+DIVERGENCES = ("forward_kl", "reverse_kl", "jsd", "skew_kl", "tvd")
+GROUPS = ("divergence", "kd", "stages", "classifier", "compression")
+# what the table shows per group (each run's DONE.json holds more); eval_ce is the dev token
+# cross-entropy, the one explainer metric defined before the outputs parse
+EXPLAINER = ("eval_ce", "structure_validity", "fit_accuracy_vs_teacher", "rougeL")
+CLASSIFIER = ("accuracy_vs_teacher", "macro_f1_vs_teacher", "ece")
+COLUMNS = {"divergence": EXPLAINER, "kd": EXPLAINER, "stages": EXPLAINER, "classifier": CLASSIFIER,
+           "compression": (*CLASSIFIER, "posting_tokens", "input_tokens", "truncated", "ms_per_pair")}
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """One student to train, in <workdir>/runs/<name>: `student` is explainer | chain | classifier,
+    `overrides` apply to the base's explainer / classifier section, `compress` picks the
+    classifier's input text."""
+    name: str
+    student: str
+    overrides: tuple[str, ...] = ()
+    compress: bool = True
+
+    @property
+    def kind(self) -> str:
+        return "classifier" if self.student == "classifier" else "explainer"
+
+
+def cells(cfg) -> list[tuple[str, str, Run]]:
+    """(group, cell, run) for every ablation cell; cells naming the same run share it."""
+    d = cfg.base.explainer.loss.divergence  # the pipeline's own divergence
+    explainer = {name: Run(f"explainer-{name}", "explainer", (f"loss.divergence={name}",))
+                 for name in dict.fromkeys((*DIVERGENCES, d))}
+    mean = Run("minilm-mean", "classifier", ("model.pooling=mean",))
+    dec = cfg.decoder_classifier
+    decoder = Run("decoder-last_token", "classifier", (
+        "model.source=init", "model.init.arch=decoder", "model.pooling=last_token",
+        *(f"model.init.{k}={dec[k]}" for k in ("hidden_size", "num_layers", "num_heads", "num_kv_heads",
+                                                "intermediate_size")), f"optim.lr={dec.lr}"))
+    return [
+        *(("divergence", name, explainer[name]) for name in DIVERGENCES),
+        ("kd", "data_only", Run(f"explainer-{d}-no_kd", "explainer", (f"loss.divergence={d}", "loss.lambda_kd=0.0"))),
+        ("kd", "data+kd", explainer[d]),
+        ("stages", "single", explainer[d]),
+        ("stages", "two_stage", Run(f"chain-{d}", "chain", (f"loss.divergence={d}",))),
+        ("classifier", "minilm_mean", mean),
+        ("classifier", "minilm_cls", Run("minilm-cls", "classifier", ("model.pooling=cls",))),
+        ("classifier", "decoder_last_token", decoder),
+        ("classifier", "hard_only", Run("minilm-mean-hard_only", "classifier", (*mean.overrides, "loss.lambda_soft=0.0"))),
+        ("classifier", "soft", mean),
+        ("compression", "on", mean),
+        ("compression", "off", dataclasses.replace(mean, name="minilm-mean-uncompressed", compress=False)),
+    ]
+
+
+def select(cfg) -> list[tuple[str, str, Run]]:
+    everything = cells(cfg)
+    if cfg.cells == "all":
+        return everything
+    wanted = [s.strip() for s in cfg.cells.split(",") if s.strip()]
+    known = set(GROUPS) | {f"{g}/{c}" for g, c, _ in everything}
+    unknown = [w for w in wanted if w not in known]
+    if unknown:
+        raise ConfigError(f"config key 'cells': unknown {unknown}; groups {list(GROUPS)} or group/cell")
+    return [(g, c, r) for g, c, r in everything if g in wanted or f"{g}/{c}" in wanted]
+
+
+# --- training one run ------------------------------------------------------------------------
+
+def uncompressed_data(base: pipeline.Workdir, out_dir: str) -> str:
+    """D_cls with the whole posting as the classifier's text (same pairs and labels as the base's)."""
+    tfds_dir = os.path.join(out_dir, "tfds")
+    if not os.path.exists(os.path.join(out_dir, "DONE.json")):
+        pairs = base.all_pairs()
+        splits = {s: [{**r, "text": pipeline.classifier_text(pairs[r["pair_id"]], compress=False)}
+                      for r in datasets.read_dataset("d_cls", base("data", "tfds"), s)]
+                  for s in ("train", "dev")}
+        datasets.write_dataset("d_cls", splits, tfds_dir, overwrite=True)
+        with open(os.path.join(out_dir, "DONE.json"), "w") as f:
+            json.dump({s: len(rs) for s, rs in splits.items()}, f)
+    return tfds_dir
+
+
+def train_config(cfg, run: Run, seed: int, base: pipeline.Workdir, data_dir: str) -> ml_collections.ConfigDict:
+    """The base's explainer / classifier section with the run's overrides, resolved as
+    `pipeline.resolve_train_config` does (data and domain tokenizer from the base)."""
+    section = cfg.base.classifier if run.kind == "classifier" else cfg.base.explainer
+    tc = ml_collections.ConfigDict(section.to_dict())
+    config_lib.apply_overrides(tc, run.overrides)  # before resolving: a decoder cell needs the tokenizer
+    tc = pipeline.resolve_train_config(tc, base)
+    tc.seed = seed
+    tc.data.dir = data_dir
+    if not run.compress:
+        tc.data.max_length = cfg.uncompressed_max_length
+    if run.student == "chain":
+        mid = {f"model.init.{k}": v for k, v in cfg.chain_mid.items()}
+        small = {f"model.init.{k}": getattr(tc.model.init, k) for k in cfg.chain_mid}
+        tc.stages = [{"name": "mid", "overrides": {**mid, "teacher.mode": "offline"}},
+                     {"name": "small", "overrides": {**small, "teacher.mode": "online",
+                                                     "teacher.source": "stage:mid"}}]
+    return tc
+
+
+def train_run(cfg, run: Run, seed: int, base: pipeline.Workdir, workdir: str, run_dir: str) -> str:
+    """Trains (or resumes) the run's student; returns the directory holding its export/."""
+    from lantern_jax import train as train_lib
+    data_dir = (base("data", "tfds") if run.compress
+                else uncompressed_data(base, os.path.join(workdir, "d_cls_uncompressed")))
+    train_lib.run(train_config(cfg, run, seed, base, data_dir), run_dir)
+    return os.path.join(run_dir, "small") if run.student == "chain" else run_dir
+
+
+# --- scoring one run -------------------------------------------------------------------------
+
+def score(cfg, run: Run, model_dir: str, base: pipeline.Workdir) -> dict:
+    from lantern_jax import evaluate
+    from lantern_jax import train as train_lib
+    from lantern_jax.models import hf
+
+    teacher = {r["pair_id"]: r.get("assessment")
+               for r in pipeline.read_teacher_records(base("teacher", "records.jsonl"))}
+    pairs = base.pairs("test")[:cfg.base.evaluate.n_per_split]
+    model, tokenizer = hf.load_hf(os.path.join(model_dir, "export")), hf.load_tokenizer(os.path.join(model_dir, "export"))
+    out = {"params": train_lib.param_count(model)}
+    if run.kind == "classifier":
+        texts = [pipeline.classifier_text(p, compress=run.compress) for p in pairs]
+        max_length = cfg.uncompressed_max_length if not run.compress else cfg.base.classifier.data.max_length
+        logits, ms = evaluate.classify(model, tokenizer, texts, max_length=max_length)
+        ref = np.array([FIT_LEVELS.index(teacher[p.pair_id]["fit_level"])
+                        if (teacher.get(p.pair_id) or {}).get("fit_level") in FIT_LEVELS else -1 for p in pairs])
+        has = ref >= 0
+        m = evaluate.classification_metrics(logits.argmax(1)[has], ref[has])
+        probs = np.exp(logits - logits.max(1, keepdims=True))
+        probs /= probs.sum(1, keepdims=True)
+        lengths = [len(ids) for ids in tokenizer(texts)["input_ids"]]
+        job = prompts.measure_compression(pairs)  # the posting's tokens, whole or compressed
+        return {**out, "accuracy_vs_teacher": m["accuracy"], "macro_f1_vs_teacher": m["macro_f1"],
+                "ece": evaluate.ece(probs[has], ref[has])[0], "n": m["n"], "ms_per_pair": ms,
+                "input_tokens": float(np.mean(lengths)),
+                "truncated": float(np.mean([n > max_length for n in lengths])),
+                "posting_tokens": (job.job_tokens_compressed if run.compress else job.job_tokens_full) / job.pairs}
+    shown = pairs[:cfg.base.evaluate.n_explain]
+    texts = evaluate.explain(model, tokenizer, shown, max_new_tokens=cfg.base.evaluate.max_new_tokens)
+    m = evaluate.explainer_metrics(texts, [teacher.get(p.pair_id) for p in shown],
+                                   [p.truth["fit_level"] for p in shown])
+    m.pop("_levels")
+    evals = train_lib.read_metrics(model_dir).get("eval", [])
+    return {**out, **m, "eval_ce": evals[-1]["ce"] if evals else float("nan")}
+
+
+# --- the table -------------------------------------------------------------------------------
+
+def summarise(selected, results: dict) -> list[dict]:
+    rows = []
+    for group, cell, run in selected:
+        per_seed = results[run.name]
+        metrics = {}
+        for key in COLUMNS[group]:
+            values = np.array([r[key] for r in per_seed], float)
+            std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0  # the sample std over seeds
+            metrics[key] = {"mean": float(np.mean(values)), "std": std}
+        rows.append({"group": group, "cell": cell, "run": run.name, "n_seeds": len(per_seed),
+                     "seconds": float(np.mean([r["seconds"] for r in per_seed])), "metrics": metrics})
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| group | cell | metric (mean ± std) | seeds | seconds |", "|---|---|---|---|---|"]
+    for r in rows:
+        shown = " · ".join(f"{k} {v['mean']:.3f} ± {v['std']:.3f}" if np.isfinite(v["mean"]) else f"{k} n/a"
+                           for k, v in r["metrics"].items())
+        lines.append(f"| {r['group']} | {r['cell']} | {shown} | {r['n_seeds']} | {r['seconds']:.0f} |")
+    return "\n".join(lines)
+
+
+def run(cfg: ml_collections.ConfigDict, workdir: str) -> list[dict]:
+    selected = select(cfg)
+    workdir = os.path.abspath(workdir)
+    pipeline.run(cfg.base, os.path.join(workdir, "base"))
+    base = pipeline.Workdir(os.path.join(workdir, "base"))
+    results: dict[str, list[dict]] = {}
+    for group, cell, r in selected:
+        if r.name in results:  # a run another cell already trained and scored
+            continue
+        results[r.name] = []
+        for seed in range(cfg.seeds):
+            run_dir = os.path.join(workdir, "runs", r.name, f"seed{seed}")
+            done = os.path.join(run_dir, "DONE.json")
+            if os.path.exists(done):
+                print(f"[ablations] {group}/{cell} seed {seed}: done, skipped", flush=True)
+                with open(done) as f:
+                    results[r.name].append(json.load(f))
+                continue
+            print(f"[ablations] {group}/{cell} seed {seed}: {r.name}", flush=True)
+            tic = time.perf_counter()
+            model_dir = train_run(cfg, r, seed, base, workdir, run_dir)
+            m = score(cfg, r, model_dir, base)
+            m["seconds"] = round(time.perf_counter() - tic, 1)
+            with open(done, "w") as f:
+                json.dump(m, f, indent=2, default=float)
+            results[r.name].append(m)
+    rows = summarise(selected, results)
+    with open(os.path.join(workdir, "ablations.json"), "w") as f:
+        json.dump({"rows": rows, "runs": results}, f, indent=2, default=float)
+    text = table(rows)
+    with open(os.path.join(workdir, "ablations.md"), "w") as f:
+        f.write(f"# LANTERN ablations\n\nBase `{base.root}`, {cfg.seeds} seed(s); test split vs the "
+                f"black-box teacher's labels.\n\n{text}\n")
+    print(text, flush=True)
+    return rows
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description="LANTERN ablations", allow_abbrev=False)
+    ap.add_argument("--config", default="configs/ablations.py")
+    ap.add_argument("--workdir", default="runs/ablations")
+    args, rest = ap.parse_known_args(argv)
+    bad = [r for r in rest if not r.startswith("--config.")]
+    if bad:
+        print(f"error: unknown arguments {bad}", file=sys.stderr)
+        return 2
+    try:
+        run(config_lib.load_config(args.config, rest), args.workdir)
+    except (ConfigError, DataError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        sys.exit(main())
