@@ -278,6 +278,7 @@ def judge_teacher(cfg, wd, pairs: Sequence[Pair], url: str | None = None, key_en
     """Fit levels from the teacher through the real client; "declined" for prompts the (simulated)
     teacher does not recognise, "unparsable" / "failed" otherwise."""
     from lantern_jax.teacher.client import ApiTeacher, TeacherAuthError, TeacherError
+    from lantern_jax.teacher.label import run_sync
     from lantern_jax.teacher.config import TeacherConfig
     from lantern_jax.teacher.server import ServerConfig, serve_in_thread
     from lantern_jax.teacher.simulated import ExpertConfig
@@ -307,7 +308,7 @@ def judge_teacher(cfg, wd, pairs: Sequence[Pair], url: str | None = None, key_en
             base_url=base_url, api_key_env=key_env, concurrency=cfg.teacher.concurrency, backoff_base_s=0.05,
             top_logprobs=cfg.teacher.top_logprobs, record_top_logprobs=cfg.teacher.top_logprobs, progress=False,
             cache_dir=wd("evaluate", "audit_teacher_cache") if url else None))  # a paid rerun never pays twice
-        return asyncio.run(assess_all(teacher))
+        return run_sync(lambda: assess_all(teacher))
 
 
 # --- the audit ----------------------------------------------------------------------------------

@@ -142,3 +142,19 @@ def test_bad_input_gets_one_clear_line(tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("error:") and message in err[0], err
     assert out.read_text() == ""
+
+
+def test_run_sync_works_inside_a_running_event_loop():
+    """A Jupyter cell runs inside the kernel's event loop: the sync wrappers must still work there."""
+    import asyncio
+    from lantern_jax.teacher.label import run_sync
+
+    async def answer():
+        await asyncio.sleep(0)
+        return 42
+
+    async def cell():  # synchronous code called from within a running loop, as a notebook cell is
+        return run_sync(answer)
+
+    assert run_sync(answer) == 42
+    assert asyncio.run(cell()) == 42

@@ -212,9 +212,9 @@ async def label_pairs_async(pairs: Sequence[Pair], teacher, out: str, *, process
     return summary
 
 
-def label_pairs(pairs: Sequence[Pair], teacher, out: str, **kwargs) -> LabelSummary:
-    """**API** Synchronous wrapper of `label_pairs_async` (on uvloop when it is installed). Called
-    where an event loop already runs (a Jupyter cell), it runs its own loop in a worker thread."""
+def run_sync(make_coroutine):
+    """Runs `make_coroutine()` to completion from synchronous code (on uvloop when installed).
+    Where an event loop already runs in this thread (a Jupyter cell), in a worker thread's loop."""
     try:
         import uvloop
         factory = uvloop.new_event_loop
@@ -223,7 +223,7 @@ def label_pairs(pairs: Sequence[Pair], teacher, out: str, **kwargs) -> LabelSumm
 
     def run():
         with asyncio.Runner(loop_factory=factory) as runner:
-            return runner.run(label_pairs_async(pairs, teacher, out, **kwargs))
+            return runner.run(make_coroutine())
 
     try:
         asyncio.get_running_loop()
@@ -231,6 +231,11 @@ def label_pairs(pairs: Sequence[Pair], teacher, out: str, **kwargs) -> LabelSumm
         return run()
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         return pool.submit(run).result()
+
+
+def label_pairs(pairs: Sequence[Pair], teacher, out: str, **kwargs) -> LabelSummary:
+    """**API** Synchronous wrapper of `label_pairs_async`."""
+    return run_sync(lambda: label_pairs_async(pairs, teacher, out, **kwargs))
 
 
 def _overrides(items: Iterable[str]) -> dict[str, str]:
