@@ -31,9 +31,7 @@ BASE_STAGES = "data,teacher,seed,inhouse,d_t"
 
 
 def get_config(arg=None):
-    arg = arg or "default"
-    if arg not in ("default", "micro"):
-        raise ValueError(f"unknown variant {arg!r}: default | micro")
+    arg = config_lib.variant(arg, ("default", "micro"))
     micro = arg == "micro"
     c = ml_collections.ConfigDict()
     c.cells = "all"  # comma-separated groups (divergence, kd, stages, classifier, compression) or group/cell

@@ -12,13 +12,12 @@ the classifier fine-tunes real pretrained weights and is where the report's numb
 """
 import ml_collections
 
+from lantern_jax import config as config_lib
 from lantern_jax.config import train_config
 
 
 def get_config(arg=None):
-    arg = arg or "default"
-    if arg not in ("default", "micro"):
-        raise ValueError(f"unknown variant {arg!r}: default | micro")
+    arg = config_lib.variant(arg, ("default", "micro"))
     micro = arg == "micro"
     c = ml_collections.ConfigDict()
     c.stages = "all"

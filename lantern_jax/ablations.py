@@ -16,7 +16,6 @@ ablations.md hold mean ± std over seeds per cell.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import json
@@ -243,20 +242,8 @@ def run(cfg: ml_collections.ConfigDict, workdir: str) -> list[dict]:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description="LANTERN ablations", allow_abbrev=False)
-    ap.add_argument("--config", default="configs/ablations.py")
-    ap.add_argument("--workdir", default="runs/ablations")
-    args, rest = ap.parse_known_args(argv)
-    bad = [r for r in rest if not r.startswith("--config.")]
-    if bad:
-        print(f"error: unknown arguments {bad}", file=sys.stderr)
-        return 2
-    try:
-        run(config_lib.load_config(args.config, rest), args.workdir)
-    except (ConfigError, DataError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return config_lib.config_main(run, argv, description="LANTERN ablations", config="configs/ablations.py",
+                                  workdir="runs/ablations", errors=(DataError,))
 
 
 if __name__ == "__main__":

@@ -6,10 +6,12 @@ error naming it, before anything is built or compiled.
 """
 from __future__ import annotations
 
+import argparse
 import ast
 import importlib.util
 import os
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 
 import ml_collections
 
@@ -31,7 +33,10 @@ def load_config(spec: str, overrides: Sequence[str] = ()) -> ml_collections.Conf
         raise ConfigError(f"{path}: failed to load ({type(e).__name__}: {e})") from None
     if not hasattr(module, "get_config"):
         raise ConfigError(f"{path}: has no get_config(arg=None)")
-    cfg = module.get_config(arg or None)
+    try:
+        cfg = module.get_config(arg or None)
+    except ValueError as e:  # e.g. an unknown variant: the file's own one-line message
+        raise ConfigError(f"{spec}: {e}") from None
     if not isinstance(cfg, ml_collections.ConfigDict):
         raise ConfigError(f"{path}: get_config must return an ml_collections.ConfigDict")
     apply_overrides(cfg, overrides)
@@ -178,3 +183,31 @@ def train_config(task: str) -> ml_collections.ConfigDict:
     # student becoming the small student's teacher).
     c.stages = []
     return c
+
+
+def variant(arg: str | None, choices: Sequence[str]) -> str:
+    """A config file's `get_config(arg)` variant: `arg`, or the first choice when empty."""
+    arg = arg or choices[0]
+    if arg not in choices:
+        raise ValueError(f"unknown variant {arg!r}: {' | '.join(choices)}")
+    return arg
+
+
+def config_main(run: Callable[[ml_collections.ConfigDict, str], object], argv=None, *, description: str,
+                config: str, workdir: str, errors: tuple[type[Exception], ...] = ()) -> int:
+    """`--config FILE[:arg] --workdir DIR [--config.key=value ...]` -> run(cfg, workdir); an unknown
+    flag, a bad config or one of `errors` is one line on stderr and exit status 2."""
+    ap = argparse.ArgumentParser(description=description, allow_abbrev=False)
+    ap.add_argument("--config", default=config)
+    ap.add_argument("--workdir", default=workdir)
+    args, rest = ap.parse_known_args(argv)
+    bad = [r for r in rest if not r.startswith("--config.")]
+    if bad:
+        print(f"error: unknown arguments {bad}", file=sys.stderr)
+        return 2
+    try:
+        run(load_config(args.config, rest), args.workdir)
+    except (ConfigError, *errors) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0

@@ -17,7 +17,6 @@ resumes (labeling appends, training restores its last checkpoint).
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -52,7 +51,7 @@ class Workdir:
 
 def classifier_text(pair, compress: bool = True) -> str:
     """What the fit classifier reads: the posting compressed to its requirements and the profile's
-    structured fields, so that both fit a short encoder window (about 230 MiniLM tokens).
+    structured fields, so that both fit a short encoder window (~265 MiniLM tokens, 99 % under 320).
     `compress=False` keeps the whole posting (the compression ablation)."""
     return (f"{prompts.render_job(pair.job, compress=compress)}\n\n"
             f"{prompts.render_member(pair.member, compact=True)}")
@@ -258,21 +257,8 @@ def run(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description="LANTERN end to end", allow_abbrev=False)
-    ap.add_argument("--config", default="configs/demo.py")
-    ap.add_argument("--workdir", default="runs/demo")
-    args, rest = ap.parse_known_args(argv)
-    bad = [r for r in rest if not r.startswith("--config.")]
-    if bad:
-        print(f"error: unknown arguments {bad}", file=sys.stderr)
-        return 2
-    try:
-        cfg = config_lib.load_config(args.config, rest)
-        run(cfg, args.workdir)
-    except (ConfigError, DataError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return config_lib.config_main(run, argv, description="LANTERN end to end", config="configs/demo.py",
+                                  workdir="runs/demo", errors=(DataError,))
 
 
 if __name__ == "__main__":

@@ -190,3 +190,10 @@ def test_stage_chain_validates_every_stage_first(data, tmp_path):
     with pytest.raises(ConfigError, match="'stage:large' is not an earlier stage"):
         train_lib.run(cfg, str(tmp_path), devices=jax.devices()[:1])
     assert not (tmp_path / "mid").exists()
+
+
+def test_unknown_config_variant_is_one_line(tmp_path):
+    from lantern_jax import pipeline
+    assert pipeline.main(["--config", os.path.join(ROOT, "configs/demo.py:nope"), "--workdir", str(tmp_path)]) == 2
+    with pytest.raises(config_lib.ConfigError, match=r"demo.py:nope: unknown variant 'nope': default \| micro"):
+        config_lib.load_config(os.path.join(ROOT, "configs/demo.py:nope"))
