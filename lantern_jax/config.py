@@ -170,6 +170,9 @@ def train_config(task: str) -> ml_collections.ConfigDict:
         c.loss.lambda_ordinal = 0.0
         c.loss.label_smoothing = 0.0
         c.loss.temperature = 1.0
+        # Head init (LP-FT): before step 0, fit the head as a softmax regression on the frozen
+        # backbone's features of this many train examples (0: the random head).
+        c.model.probe_examples = 0
 
     c.optim = ml_collections.ConfigDict({
         "lr": 3e-4, "min_lr_ratio": 0.1, "warmup_steps": 10, "weight_decay": 0.01,

