@@ -293,6 +293,14 @@ def _host(metrics) -> dict[str, float]:
 
 # --- the loop ---------------------------------------------------------------------------------
 
+class Preempted(SystemExit):
+    """SIGTERM or a preemption notice: the last step is checkpointed; exit status 143 (128 + SIGTERM)."""
+
+    def __init__(self, message: str):
+        super().__init__(143)
+        self.message = message
+
+
 def train(cfg: ml_collections.ConfigDict, workdir: str, devices=None) -> dict[str, Any]:
     """Runs (or resumes) one training run on `devices` (default: all); returns the last train and
     eval metrics."""
@@ -379,7 +387,9 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, devices=None) -> dict[st
     bar.close()
     ckpt.close()
     metrics_log.close()
-    if step == cfg.train.steps and cfg.train.export:
+    if step < cfg.train.steps:  # preempted: callers (pipeline, ablations) must not go on as if done
+        raise Preempted(f"preempted at step {step} of {cfg.train.steps}; rerun to resume")
+    if cfg.train.export:
         export(model, tokenizer, os.path.join(workdir_lib.local(workdir), "export"))
         if jax.process_index() == 0:
             workdir_lib.upload(workdir, "export")

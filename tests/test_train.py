@@ -101,6 +101,21 @@ def test_sigkill_at_random_step_then_resume_gives_identical_losses(data, tmp_pat
     after = losses_by_step(killed)
     assert after == expected  # bitwise: same data position, same state, same programs
 
+    # SIGTERM (a preempted VM): the current step is saved and the process exits 143, so a
+    # pipeline stage or an ablation cell around it is not marked done; a rerun resumes there
+    stopped = tmp_path / "sigterm"
+    proc = run_cli(stopped, data, wait=False)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and max(losses_by_step(stopped), default=0) < 5:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 143, out[-2000:]
+    saved = int(out.split("preempted: saved step ")[1].split(",")[0])
+    assert 5 <= saved < 16
+    out = run_cli(stopped, data)
+    assert f"steps {saved}->16" in out and losses_by_step(stopped) == expected
+
 
 def free_port():
     with socket.socket() as s:
