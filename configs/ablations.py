@@ -9,16 +9,10 @@ stages run once into <workdir>/base; every cell then trains only the student it 
 `base.explainer` / `base.classifier` (so `--config.base.explainer.train.steps=...` sets the
 per-cell budget), for `seeds` seeds, and is evaluated on the base's test split.
 
-Budget (default, 3 seeds, 2 shared CPU cores), from step times measured on this machine at the
-default sizes: explainer (hidden 96, length 1280, batch 8) 1.9-2.2 s/step, chain mid and online
-small 2.5 s/step each; MiniLM classifier 6.6 s/step at batch 16 x 320 tokens, 13.9 s at 512 tokens
-(compression off), both measured under load (~2.5 s at batch 16 x 320 on a quieter machine);
-decoder classifier 0.3 s/step; ~25-40 s per run of compile, export and scoring. The 12 distinct runs
-(5 divergences, of which tvd also stands for data+kd and single-stage; no_kd; the chain; MiniLM mean
-(= soft = compression on), cls, hard only, uncompressed; the decoder) cost per seed ~30 x (6 x 2.1 +
-2 x 2.5) s explainer + 40 x (3 x 2.5 + 5.5 + 0.3) s classifier + 12 x 35 s overhead + 7 x ~15 s
-generation ~ 26 min on a quiet machine; 3 seeds ~ 80 min, plus the base stages (~9-14 min): about
-90 minutes. Not run in full yet; all 16 cells at the test's 2-step sizes took 5 min here.
+Measured (default, 2 CPU cores, partly shared): explainer cells 75-118 s per run, the two-stage
+chain 446 s, 3 seeds of all 7 explainer runs ~45 min; MiniLM fine-tunes at 4.1 s/step (batch 16 x
+320 tokens) on a quiet machine, so the 5 classifier runs cost ~2.5-4 min each (the uncompressed one
+~2x per step), ~45 min for 3 seeds; the base stages ~10 min. About 100 minutes in all.
 """
 import os
 

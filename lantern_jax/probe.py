@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jax.experimental.multihost_utils import process_allgather
 from scipy import optimize
 
 
@@ -56,10 +57,11 @@ def init_head(model, batches, place, *, lambda_hard: float, lambda_soft: float, 
     arrays); returns the probe's training accuracy and example count."""
     features = nnx.jit(lambda m, ids, mask: m.features(ids, mask))
     xs, ts = [], []
-    for b in batches:
+    for b in batches:  # every process fits the same head: on all processes' examples
         g = place({k: b[k] for k in ("input_ids", "attention_mask")})
-        xs.append(np.asarray(jax.device_get(features(model, g["input_ids"], g["attention_mask"])), np.float64))
-        ts.append(probe_targets(b, lambda_hard, lambda_soft))
+        xs.append(np.asarray(process_allgather(features(model, g["input_ids"], g["attention_mask"]), tiled=True),
+                             np.float64))
+        ts.append(np.asarray(process_allgather(probe_targets(b, lambda_hard, lambda_soft), tiled=True)))
     x, t = np.concatenate(xs), np.concatenate(ts)
     out = model.out
     has_bias = getattr(out, "bias", None) is not None
