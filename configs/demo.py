@@ -11,8 +11,9 @@ something.
 
 Time on 2 quiet CPU cores, measured with the previous sizes (in-house 80 steps, D_t 128 pairs,
 classifier 60 steps, 24 explained pairs): 1,084 s = data 4 + teacher 111 + seed 11 + in-house 229
-+ D_t 82 + explainer 147 + classifier 339 (4.1 s/step) + evaluate and audit 162. The sizes below
-remove ~210 s of that by the measured per-step costs (~870 s, 14.5 min); not yet re-measured whole.
++ D_t 82 + explainer 147 + classifier 339 (4.1 s/step) + evaluate and audit 162. At the sizes
+below: 938 s (15.6 min) = 3 + 125 + 14 + 226 + 67 + 144 + 192 + 167; the in-house SFT did not get
+cheaper with fewer steps, so it is the next place to cut.
 """
 import ml_collections
 
