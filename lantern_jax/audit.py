@@ -278,8 +278,8 @@ def judge_teacher(cfg, wd, pairs: Sequence[Pair], url: str | None = None, key_en
     """Fit levels from the teacher through the real client; "declined" for prompts the (simulated)
     teacher does not recognise, "unparsable" / "failed" otherwise."""
     from lantern_jax.teacher.client import ApiTeacher, TeacherAuthError, TeacherError
-    from lantern_jax.teacher.label import run_sync
     from lantern_jax.teacher.config import TeacherConfig
+    from lantern_jax.teacher.label import run_sync
     from lantern_jax.teacher.server import ServerConfig, serve_in_thread
     from lantern_jax.teacher.simulated import ExpertConfig
 

@@ -294,11 +294,8 @@ def _host(metrics) -> dict[str, float]:
 # --- the loop ---------------------------------------------------------------------------------
 
 class Preempted(SystemExit):
-    """SIGTERM or a preemption notice: the last step is checkpointed; exit status 143 (128 + SIGTERM)."""
-
-    def __init__(self, message: str):
-        super().__init__(143)
-        self.message = message
+    """SIGTERM or a preemption notice: the last step is checkpointed; raised as Preempted(143),
+    the exit status of a process stopped by SIGTERM (128 + 15)."""
 
 
 def train(cfg: ml_collections.ConfigDict, workdir: str, devices=None) -> dict[str, Any]:
@@ -388,7 +385,7 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, devices=None) -> dict[st
     ckpt.close()
     metrics_log.close()
     if step < cfg.train.steps:  # preempted: callers (pipeline, ablations) must not go on as if done
-        raise Preempted(f"preempted at step {step} of {cfg.train.steps}; rerun to resume")
+        raise Preempted(143)
     if cfg.train.export:
         export(model, tokenizer, os.path.join(workdir_lib.local(workdir), "export"))
         if jax.process_index() == 0:
