@@ -37,11 +37,11 @@ def get_config(arg=None):
     c.base.explainer.train.update(steps=20 if micro else 30, log_every=10, eval_every=30,
                                   checkpoint_every=30, eval_batches=2)
     c.base.explainer.optim.warmup_steps = 5 if micro else 10
-    # The head starts fitted on frozen features (model.probe_examples), so 20 steps at batch 16
+    # The head starts fitted on frozen features (model.probe_examples), so 12 steps at batch 16
     # fine-tune from above chance; with a random head MiniLM needed ~40+ to leave it.
     c.base.classifier.model.probe_examples = 128
-    c.base.classifier.train.update(steps=12 if micro else 20, batch_size=8 if micro else 16, log_every=10,
-                                   eval_every=20, checkpoint_every=20, eval_batches=2)
+    c.base.classifier.train.update(steps=12, batch_size=8 if micro else 16, log_every=6,
+                                   eval_every=12, checkpoint_every=12, eval_batches=2)
     c.base.classifier.optim.warmup_steps = 4 if micro else 8
     c.base.evaluate.update(n_per_split=40 if micro else 60, n_explain=4 if micro else 16,
                            max_new_tokens=64 if micro else 96)

@@ -34,6 +34,9 @@ def get_config(arg=None):
     c.teacher = ml_collections.ConfigDict({
         "n_seed": 280 if micro else 840,  # train pairs the black-box teacher labels (all of them)
         "concurrency": 16, "top_logprobs": 5,
+        # every token's alternatives stay in the response cache; the records keep none of them
+        # (the pipeline reads only the fit-level token's distribution; set 5 for teacher/align.py)
+        "record_top_logprobs": 0,
         # the simulated teacher's realistic mistakes, for the gates to catch
         "error_rates": {"malformed_json": 0.03, "truncation": 0.02, "refusal": 0.01,
                         "disagreement": 0.03, "fabricated_evidence": 0.03, "wrong_verdict": 0.03},

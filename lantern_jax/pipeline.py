@@ -81,17 +81,17 @@ def stage_teacher(cfg, wd: Workdir) -> dict:
     from lantern_jax.teacher.client import ApiTeacher
     from lantern_jax.teacher.config import TeacherConfig
     from lantern_jax.teacher.label import label_pairs
-    from lantern_jax.teacher.server import ServerConfig, serve_in_thread
+    from lantern_jax.teacher.server import ServerConfig, serve_in_process
     from lantern_jax.teacher.simulated import ExpertConfig
 
     pairs = teacher_pairs(cfg, wd)
     server = ServerConfig(seed=cfg.seed, expert=ExpertConfig(seed=cfg.seed, error_rates=dict(cfg.teacher.error_rates)),
                           fault_rates=dict(cfg.teacher.fault_rates), retry_after_s=0.05)
-    with serve_in_thread(wd.all_pairs().values(), server) as (base_url, _):
+    with serve_in_process(wd.all_pairs().values(), server) as base_url:
         teacher = ApiTeacher(TeacherConfig(base_url=base_url, api_key_env=None, concurrency=cfg.teacher.concurrency,
                                            cache_dir=wd("teacher", "cache"), backoff_base_s=0.05,
                                            top_logprobs=cfg.teacher.top_logprobs,
-                                           record_top_logprobs=cfg.teacher.top_logprobs, progress=False))
+                                           record_top_logprobs=cfg.teacher.record_top_logprobs, progress=False))
         summary = label_pairs(pairs, teacher, wd("teacher", "records.jsonl"), progress=False)
     return {"labeled": summary.done + summary.cached, "failed": summary.failed}
 

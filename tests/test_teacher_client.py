@@ -16,7 +16,7 @@ from lantern_jax.teacher.client import ApiTeacher, TeacherError, TeacherUnreacha
 from lantern_jax.teacher.config import TeacherConfig, TeacherConfigError
 from lantern_jax.teacher.label import label_pairs, main as label_main
 from lantern_jax.teacher.logprobs import fit_level_probs
-from lantern_jax.teacher.server import ServerConfig, serve_in_thread
+from lantern_jax.teacher.server import ServerConfig, serve_in_process, serve_in_thread
 from lantern_jax.teacher.simulated import ExpertConfig, SimulatedExpert
 from teacher_fixtures import synth_pairs, write_pairs_file
 
@@ -214,3 +214,21 @@ def test_profiles_leave_redacted_when_redaction_applies(tmp_path):
                     str(tmp_path / "loopback.jsonl"), progress=False)
         assert sim.stats()["profiles"].get("raw_with_pii", 0) >= 5  # loopback default: sent as is
     assert ApiTeacher(_config("https://api.example.com/v1")).redact  # on by default off the machine
+
+
+def test_server_in_a_child_process_labels_the_same_and_stops(tmp_path):
+    """serve_in_process (the pipeline's teacher stage): same records as the in-thread server, and
+    the child is gone when the block exits."""
+    import multiprocessing
+    config = ServerConfig(seed=3, expert=ExpertConfig(seed=3))
+    with serve_in_thread(PAIRS, config) as (url, _):
+        label_pairs(PAIRS[:6], ApiTeacher(_config(url, record_top_logprobs=0)), str(tmp_path / "t.jsonl"), progress=False)
+    with serve_in_process(PAIRS, config) as url:
+        children = multiprocessing.active_children()
+        assert len(children) == 1 and children[0].is_alive()
+        label_pairs(PAIRS[:6], ApiTeacher(_config(url, record_top_logprobs=0)), str(tmp_path / "p.jsonl"), progress=False)
+    assert not children[0].is_alive()
+    keep = ("pair_id", "assessment", "fit_probs", "raw_text")
+    thread, proc = ([{k: r[k] for k in keep} for r in _records(tmp_path / n)] for n in ("t.jsonl", "p.jsonl"))
+    assert sorted(proc, key=str) == sorted(thread, key=str)
+    assert all(t["top_logprobs"] == [] for r in _records(tmp_path / "p.jsonl") for t in r["logprobs"])

@@ -356,6 +356,45 @@ def serve_in_thread(pairs: Sequence[Pair], config: ServerConfig = ServerConfig()
         sock.close()
 
 
+def _serve_child(pairs: Sequence[Pair], config: ServerConfig, host: str, conn) -> None:
+    sim = SimulatedTeacherServer(pairs, config)
+    sock = _listen(host, 0)
+    conn.send(sock.getsockname()[1])
+    conn.close()
+    _uvicorn_server(sim.app(), host, sock.getsockname()[1]).run(sockets=[sock])
+
+
+@contextlib.contextmanager
+def serve_in_process(pairs: Sequence[Pair], config: ServerConfig = ServerConfig(),
+                     host: str = "127.0.0.1", start_timeout_s: float = 60.0) -> Iterator[str]:
+    """Runs the server in a child process on a free loopback port; yields its base_url.
+
+    For bulk labeling: the server's JSON encoding (hundreds of top-logprob entries per response)
+    then runs on its own core instead of sharing the client's GIL, which halves the teacher stage
+    on 2 cores. Spawned, not forked: the parent may hold JAX's threads."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_serve_child, args=(list(pairs), config, host, child), daemon=True)
+    proc.start()
+    child.close()
+    try:
+        if not parent.poll(start_timeout_s):
+            raise RuntimeError(f"simulated teacher server did not start within {start_timeout_s:g}s")
+        try:
+            port = parent.recv()
+        except EOFError:
+            raise RuntimeError(f"simulated teacher server exited at start (status {proc.exitcode})") from None
+        yield f"http://{host}:{port}/v1"
+    finally:
+        proc.terminate()  # uvicorn shuts down on SIGTERM
+        proc.join(timeout=10)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+
+
 def _rates(spec: str, what: str) -> dict[str, float]:
     rates = {}
     for item in filter(None, (s.strip() for s in spec.split(","))):
