@@ -50,7 +50,9 @@ def get_config(arg=None):
         "n_per_split": 40 if micro else 60,  # pairs per split for the classifier and references
         "n_explain": 4 if micro else 12,  # of those, how many the explainer generates for
         "n_audit": 4 if micro else 8,  # pairs in the fairness / injection audit (lantern_jax.audit)
-        "max_new_tokens": 64 if micro else 600})
+        "max_new_tokens": 64 if micro else 600,
+        # also decode under the Assessment schema (lantern_jax/guided.py) with this budget; 0 = off
+        "guided_max_new_tokens": 256 if micro else 600})
 
     # In-house prompt + target: ~1,040 tokens at the median, ~1,280 at the 90th percentile.
     length = 512 if micro else 1280

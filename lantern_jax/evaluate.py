@@ -6,7 +6,8 @@ Classifier: accuracy, macro-F1, per-class precision / recall and the confusion m
 black-box teacher's labels and against the generator's latent truth; expected calibration error
 with a reliability diagram, before and after temperature scaling fitted on dev.
 Explainer: structure validity (parses as an Assessment), label / explanation agreement,
-requirement coverage, fit-level accuracy, ROUGE-1/2/L of its explanation against the teacher's.
+requirement coverage, fit-level accuracy, ROUGE-1/2/L of its explanation against the teacher's;
+for its raw greedy outputs and (`evaluate.guided_max_new_tokens`) for schema-guided ones.
 Both: agreement between the classifier's and the explainer's fit levels; latency; every metric on
 the in-distribution test split and on occupations and companies held out of training.
 Writes report.md, metrics.json and PNG plots into <workdir>/evaluate.
@@ -25,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from lantern_jax import guided as guided_lib
 from lantern_jax.data import prompts
 from lantern_jax.data.input_pipeline import prompt_ids
 from lantern_jax.data.schema import FIT_LEVELS
@@ -94,14 +96,18 @@ def classify(model, tokenizer, texts, *, max_length: int, batch: int = 32) -> tu
     return np.concatenate(out), 1000 * (time.perf_counter() - tic) / max(len(texts), 1)
 
 
-def explain(model, tokenizer, pairs, *, max_new_tokens: int, batch: int = 32) -> list[str]:
-    """Greedy explainer outputs for the in-house prompt of each pair."""
+def explain(model, tokenizer, pairs, *, max_new_tokens: int, batch: int = 32, guided: bool = False) -> list[str]:
+    """Greedy explainer outputs for the in-house prompt of each pair; `guided`: decoded under the
+    Assessment schema (lantern_jax/guided.py), so every output parses."""
     cfg = SamplingConfig(max_new_tokens=max_new_tokens)
     ids = [prompt_ids(tokenizer, prompts.inhouse_messages(p)) for p in pairs]
     texts = []
     for start in range(0, len(ids), batch):
-        outs = generate_ids(model, ids[start:start + batch], [tokenizer.eos_token_id], cfg,
-                            pad_id=tokenizer.pad_token_id)
+        chunk = ids[start:start + batch]
+        if guided:
+            texts += guided_lib.guided_assessments(model, tokenizer, chunk, max_new_tokens=max_new_tokens)
+            continue
+        outs = generate_ids(model, chunk, [tokenizer.eos_token_id], cfg, pad_id=tokenizer.pad_token_id)
         texts += [tokenizer.decode(o[0], skip_special_tokens=True) for o in outs]
     return texts
 
@@ -179,6 +185,7 @@ def run(cfg, wd) -> dict:
     metrics["classifier_ms_per_pair"] = float(np.mean([v[1] for v in logits.values()]))
 
     lm, lm_tok = hf.load_hf(wd("explainer", "export")), hf.load_tokenizer(wd("explainer", "export"))
+    guided_tokens = cfg.evaluate.get("guided_max_new_tokens", 0)  # 0: raw outputs only
     reliability = {}
     for split in EVAL_SPLITS:
         ps = splits[split]
@@ -194,18 +201,19 @@ def run(cfg, wd) -> dict:
         m["classifier"]["ece_temperature_scaled"], table_t = ece(probs[1][has], ref_teacher[has])
         reliability[split] = (table, table_t)
         ps_explain = ps[:cfg.evaluate.n_explain]  # generation is the slow part: its own budget
-        texts = explain(lm, lm_tok, ps_explain, max_new_tokens=cfg.evaluate.max_new_tokens)
-        em = explainer_metrics(texts, [teacher.get(p.pair_id) for p in ps_explain],
-                               [p.truth["fit_level"] for p in ps_explain])
-        levels = em.pop("_levels")
-        both = [(FIT_LEVELS[k], lv) for k, lv in zip(pred, levels) if lv is not None]
-        m["explainer"] = em
-        m["classifier_explainer_agreement"] = (float(np.mean([a == b for a, b in both]))
-                                               if both else float("nan"))
+        samples = {"explainer": explain(lm, lm_tok, ps_explain, max_new_tokens=cfg.evaluate.max_new_tokens)}
+        if guided_tokens:
+            samples["explainer_guided"] = explain(lm, lm_tok, ps_explain, max_new_tokens=guided_tokens, guided=True)
+        for key, texts in samples.items():
+            em = explainer_metrics(texts, [teacher.get(p.pair_id) for p in ps_explain],
+                                   [p.truth["fit_level"] for p in ps_explain])
+            both = [(FIT_LEVELS[k], lv) for k, lv in zip(pred, em.pop("_levels")) if lv is not None]
+            em["agrees_with_classifier"] = float(np.mean([a == b for a, b in both])) if both else float("nan")
+            m[key] = em
         metrics["splits"][split] = m
         with open(os.path.join(out_dir, f"samples_{split}.jsonl"), "w") as f:
-            for p, t in zip(ps_explain, texts):
-                f.write(json.dumps({"pair_id": p.pair_id, "explainer": t}) + "\n")
+            for i, p in enumerate(ps_explain):
+                f.write(json.dumps({"pair_id": p.pair_id, **{k: v[i] for k, v in samples.items()}}) + "\n")
     metrics["explainer_ms_per_token"] = generation_latency(
         lm, lm_tok, splits["test"][:8], max_new_tokens=cfg.evaluate.max_new_tokens)
     if cfg.evaluate.get("n_audit", 16) > 0:
@@ -269,15 +277,19 @@ def _fmt(v) -> str:
 def write_report(metrics: dict, plots: list[str], wd, out_dir: str) -> None:
     rows_c, rows_e = [], []
     for split, m in metrics["splits"].items():
-        c, e = m["classifier"], m["explainer"]
+        c = m["classifier"]
         rows_c.append(f"| {split} | {c['vs_teacher']['n']} | {_fmt(c['vs_teacher']['accuracy'])} | "
                       f"{_fmt(c['vs_teacher']['macro_f1'])} | {_fmt(c['vs_truth']['accuracy'])} | "
                       f"{_fmt(c['vs_truth']['macro_f1'])} | {_fmt(c['ece'])} | {_fmt(c['ece_temperature_scaled'])} |")
-        rows_e.append(f"| {split} | {e['n']} | {_fmt(e['structure_validity'])} | "
-                      f"{_fmt(e['label_explanation_agreement'])} | {_fmt(e['requirement_coverage'])} | "
-                      f"{_fmt(e['fit_accuracy_vs_teacher'])} | {_fmt(e['fit_accuracy_vs_truth'])} | "
-                      f"{_fmt(e['rouge1'])} / {_fmt(e['rouge2'])} / {_fmt(e['rougeL'])} | "
-                      f"{_fmt(m['classifier_explainer_agreement'])} |")
+        for decoding, key in (("raw", "explainer"), ("guided", "explainer_guided")):
+            if key not in m:
+                continue
+            e = m[key]
+            rows_e.append(f"| {split} | {decoding} | {e['n']} | {_fmt(e['structure_validity'])} | "
+                          f"{_fmt(e['label_explanation_agreement'])} | {_fmt(e['requirement_coverage'])} | "
+                          f"{_fmt(e['fit_accuracy_vs_teacher'])} | {_fmt(e['fit_accuracy_vs_truth'])} | "
+                          f"{_fmt(e['rouge1'])} / {_fmt(e['rouge2'])} / {_fmt(e['rougeL'])} | "
+                          f"{_fmt(e['agrees_with_classifier'])} |")
     stages = {}
     for name in ("data", "teacher", "seed", "inhouse", "d_t", "explainer", "classifier"):
         path = wd(name, "DONE.json")
@@ -298,9 +310,14 @@ def write_report(metrics: dict, plots: list[str], wd, out_dir: str) -> None:
         f"Latency: {metrics['classifier_ms_per_pair']:.2f} ms per pair (batch 32, CPU).", "",
         "![reliability](reliability.png)", "", "![confusion](confusion.png)", "",
         "## Explainer", "",
-        "| split | n | structure valid | label/explanation agree | requirement coverage | fit acc vs teacher "
-        "| fit acc vs truth | ROUGE-1 / 2 / L vs teacher | agrees with classifier |",
-        "|---|---|---|---|---|---|---|---|---|", *rows_e, "",
+        "| split | decoding | n | structure valid | label/explanation agree | requirement coverage | "
+        "fit acc vs teacher | fit acc vs truth | ROUGE-1 / 2 / L vs teacher | agrees with classifier |",
+        "|---|---|---|---|---|---|---|---|---|---|", *rows_e, "",
+        "`raw`: the student's greedy output as it stands (structure validity measures whether it learned "
+        "the format). `guided`: decoded under the Assessment schema (`lantern_jax/guided.py`): valid by "
+        "construction; the fit level is the student's own pick among low / medium / high and the text "
+        "fields its own words, so agreement, coverage and ROUGE are measurable even when raw outputs "
+        "don't parse.", "",
         f"Generation latency: {metrics['explainer_ms_per_token']:.2f} ms per token (batch 8, greedy, CPU). "
         "Samples: `samples_<split>.jsonl`.", "",
         "## What to look at", "",
@@ -308,8 +325,9 @@ def write_report(metrics: dict, plots: list[str], wd, out_dir: str) -> None:
         "truth it also shows the teacher's own errors.",
         "- Held-out occupations / companies vs `test`: how much of the fit judgement generalises.",
         "- ECE before and after temperature scaling: whether the soft labels gave calibrated scores.",
-        "- Explainer structure validity and label/explanation agreement: whether the small decoder "
-        "learned the product format; ROUGE against the teacher: how close its explanations are.",
+        "- Explainer structure validity (raw) and label/explanation agreement: whether the small "
+        "decoder learned the product format; guided rows: its fit-level judgement and words once the "
+        "format is enforced; ROUGE against the teacher: how close its explanations are.",
     ]
     if "seed" in stages:
         lines += ["", "## Quality gates on the teacher's outputs", "", "```",

@@ -91,17 +91,42 @@ def _sample_rows(logits: jax.Array, rows: dict[str, jax.Array], step: jax.Array)
     return jax.lax.cond(jnp.any(temperature > 0), sampled, lambda: greedy)
 
 
+def _prefill(model: DecoderLM, ids, mask, max_new_tokens: int):
+    """Runs the left-padded prompts into a fresh cache with room for `max_new_tokens` more;
+    returns (last logits [B, V], cache, cache mask, next positions [B])."""
+    B, T = ids.shape
+    cache = model.model.init_cache(B, T + max_new_tokens)
+    # New slots are marked valid up front: causality by slot index hides those not yet written.
+    cache_mask = jnp.concatenate([mask, jnp.ones((B, max_new_tokens), mask.dtype)], axis=1)
+    positions = jnp.maximum(jnp.cumsum(mask, axis=1) - 1, 0)
+    logits, cache = model(ids, cache_mask, positions=positions, cache=cache)
+    return logits[:, -1], cache, cache_mask, positions[:, -1] + 1
+
+
+def _extend(model: DecoderLM, tok, cache_mask, cache, pos):
+    """One token per row into the cache: (logits [B, V], cache)."""
+    logits, cache = model(tok[:, None], cache_mask, positions=pos[:, None], cache=cache)
+    return logits[:, 0], cache
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "max_new_tokens"))
+def prefill(graphdef, state, ids, mask, *, max_new_tokens: int):
+    """`_prefill` jitted, for decoding loops driven from the host (lantern_jax/guided.py)."""
+    return _prefill(nnx.merge(graphdef, state), ids, mask, max_new_tokens)
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef",), donate_argnames=("cache",))
+def extend(graphdef, state, tok, cache_mask, cache, pos):
+    """`_extend` jitted; the cache is updated in place."""
+    return _extend(nnx.merge(graphdef, state), tok, cache_mask, cache, pos)
+
+
 @functools.partial(jax.jit, static_argnames=("graphdef", "cfg"))
 def _generate(graphdef, state, ids, mask, stop_ids, pad_id, key, rows=None, *, cfg: SamplingConfig):
     model = nnx.merge(graphdef, state)
     B, T = ids.shape
     N = cfg.max_new_tokens
-    cache = model.model.init_cache(B, T + N)
-    # New slots are marked valid up front: causality by slot index hides those not yet written.
-    cache_mask = jnp.concatenate([mask, jnp.ones((B, N), mask.dtype)], axis=1)
-    positions = jnp.maximum(jnp.cumsum(mask, axis=1) - 1, 0)
-    logits, cache = model(ids, cache_mask, positions=positions, cache=cache)
-    next_pos = positions[:, -1] + 1
+    last_logits, cache, cache_mask, next_pos = _prefill(model, ids, mask, N)
     K = max(cfg.top_logprobs, 1)
 
     def emit(carry, step_logits):
@@ -123,7 +148,7 @@ def _generate(graphdef, state, ids, mask, stop_ids, pad_id, key, rows=None, *, c
     carry = (0, jnp.zeros((B, N), jnp.int32), jnp.zeros((B, N), jnp.float32),
              jnp.zeros((B, N, K), jnp.int32), jnp.zeros((B, N, K), jnp.float32),
              jnp.zeros((B,), bool), key, cache, next_pos)
-    tok, carry = emit(carry, logits[:, -1])
+    tok, carry = emit(carry, last_logits)
 
     def cond(state):
         _, carry = state
@@ -132,12 +157,28 @@ def _generate(graphdef, state, ids, mask, stop_ids, pad_id, key, rows=None, *, c
     def body(state):
         tok, carry = state
         i, tokens, lps, top_i, top_lp, done, key, cache, pos = carry
-        step_logits, cache = model(tok[:, None], cache_mask, positions=pos[:, None], cache=cache)
-        return emit((i, tokens, lps, top_i, top_lp, done, key, cache, pos + 1), step_logits[:, 0])
+        step_logits, cache = _extend(model, tok, cache_mask, cache, pos)
+        return emit((i, tokens, lps, top_i, top_lp, done, key, cache, pos + 1), step_logits)
 
     _, carry = jax.lax.while_loop(cond, body, (tok, carry))
     _, tokens, lps, top_i, top_lp, done, *_ = carry
     return tokens, lps, top_i, top_lp
+
+
+def left_pad(prompts: Sequence[Sequence[int]], pad_id: int, batch_buckets: Sequence[int] = BATCH_BUCKETS,
+             length_buckets: Sequence[int] = LENGTH_BUCKETS) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, mask) [B, T] in the smallest buckets holding the prompts, left-padded; filler rows
+    beyond the prompts hold one token, so no row is all padding."""
+    n, longest = len(prompts), max(len(p) for p in prompts)
+    if longest == 0:
+        raise ValueError("generate: empty prompt")
+    B, T = bucket(n, batch_buckets), bucket(longest, length_buckets)
+    ids = np.full((B, T), pad_id, np.int32)
+    mask = np.zeros((B, T), np.int32)
+    for i, p in enumerate(prompts):
+        ids[i, T - len(p):], mask[i, T - len(p):] = p, 1
+    mask[n:, -1] = 1
+    return ids, mask
 
 
 def generate_ids(model: DecoderLM, prompts: Sequence[Sequence[int]], stop_ids: Sequence[int],
@@ -154,15 +195,9 @@ def generate_ids(model: DecoderLM, prompts: Sequence[Sequence[int]], stop_ids: S
     """
     if not prompts:
         return []
-    n, longest = len(prompts), max(len(p) for p in prompts)
-    if longest == 0:
-        raise ValueError("generate: empty prompt")
-    B, T = bucket(n, batch_buckets), bucket(longest, length_buckets)
-    ids = np.full((B, T), pad_id, np.int32)
-    mask = np.zeros((B, T), np.int32)
-    for i, p in enumerate(prompts):
-        ids[i, T - len(p):], mask[i, T - len(p):] = p, 1
-    mask[n:, -1] = 1  # filler rows: one token, so no row is all padding
+    n = len(prompts)
+    ids, mask = left_pad(prompts, pad_id, batch_buckets, length_buckets)
+    B = ids.shape[0]
     limits = [cfg.max_new_tokens] * n
     row_arrays = None
     if rows is not None:

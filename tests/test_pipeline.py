@@ -48,6 +48,9 @@ def test_micro_pipeline_end_to_end_then_skips(tmp_path):
     assert test["vs_truth"]["accuracy"] > 0.42 and test["vs_truth"]["macro_f1"] > 0.35
     assert math.isfinite(metrics["classifier_ms_per_pair"]) and math.isfinite(metrics["explainer_ms_per_token"])
     assert metrics["splits"]["test"]["explainer"]["n"] == 4
+    guided = metrics["splits"]["test"]["explainer_guided"]  # schema-guided: every output parses
+    assert guided["n"] == 4 and guided["structure_validity"] == 1.0
+    assert 0 <= guided["fit_accuracy_vs_truth"] <= 1 and math.isfinite(guided["agrees_with_classifier"])
     report = (ev / "report.md").read_text()
     assert "## Fit classifier" in report and "## Explainer" in report and "reliability.png" in report
     audit = metrics["audit"]  # the fairness / injection audit ran on the micro models
