@@ -141,6 +141,15 @@ def program(vocab: Vocabulary, max_new_tokens: int, caps: FieldCaps) -> Iterator
     yield close
 
 
+def budget_problem(tokenizer, vocab_size: int, max_new_tokens: int, caps: FieldCaps = FieldCaps()) -> str | None:
+    """Why `max_new_tokens` can't hold a guided Assessment at these caps, or None."""
+    try:
+        next(program(_vocabulary(tokenizer, vocab_size), max_new_tokens, caps))
+    except ValueError as e:
+        return str(e)
+    return None
+
+
 class Row:
     """One sequence's state: its program, the segment in progress and the tokens taken."""
 
@@ -189,18 +198,27 @@ class Row:
 
 
 def guided_assessments(model, tokenizer, prompts: Sequence[Sequence[int]], *, max_new_tokens: int,
-                       caps: FieldCaps = FieldCaps(), pad_id: int | None = None) -> list[str]:
+                       caps: FieldCaps = FieldCaps()) -> list[str]:
     """Assessment JSON for each prompt (token ids), decoded greedily under the schema: each text
     parses with `teacher.parse.parse_assessment`."""
+    return [tokenizer.decode(ids, clean_up_tokenization_spaces=False)
+            for ids in guided_ids(model, tokenizer, prompts, max_new_tokens=max_new_tokens, caps=caps)]
+
+
+def guided_ids(model, tokenizer, prompts: Sequence[Sequence[int]], *, max_new_tokens: int,
+               caps: FieldCaps = FieldCaps(), pad_id: int | None = None,
+               batch_buckets: Sequence[int] = generate.BATCH_BUCKETS,
+               length_buckets: Sequence[int] = generate.LENGTH_BUCKETS) -> list[list[int]]:
+    """The generated token ids of `guided_assessments` (no stop token), in the given buckets."""
     if not prompts:
         return []
     pad = tokenizer.pad_token_id if pad_id is None else pad_id
-    ids, mask = generate.left_pad(prompts, pad)
+    vocab = _vocabulary(tokenizer, model.cfg.vocab_size)
+    rows = [Row(vocab, program(vocab, max_new_tokens, caps)) for _ in prompts]  # checks the budget
+    ids, mask = generate.left_pad(prompts, pad, batch_buckets, length_buckets)
     graphdef, state = nnx.split(model)
     logits, cache, cache_mask, pos = generate.prefill(graphdef, state, jnp.asarray(ids), jnp.asarray(mask),
                                                       max_new_tokens=max_new_tokens)
-    vocab = _vocabulary(tokenizer, int(logits.shape[-1]))
-    rows = [Row(vocab, program(vocab, max_new_tokens, caps)) for _ in prompts]
     for _ in range(max_new_tokens):
         host = np.asarray(logits, np.float32)
         feed = [row.next_token(host[r]) for r, row in enumerate(rows)]
@@ -210,7 +228,7 @@ def guided_assessments(model, tokenizer, prompts: Sequence[Sequence[int]], *, ma
         tok[:len(feed)] = [pad if t is None else t for t in feed]
         logits, cache = generate.extend(graphdef, state, jnp.asarray(tok), cache_mask, cache, pos)
         pos = pos + 1
-    return [tokenizer.decode(row.tokens, clean_up_tokenization_spaces=False) for row in rows]
+    return [row.tokens for row in rows]
 
 
 _VOCABULARIES: dict[tuple[int, int], Vocabulary] = {}

@@ -195,6 +195,31 @@ def test_explain_reports_unparseable_model_output(garbage_server, pairs):
     assert isinstance(body["raw_text"], str)
     r = post(url, "/v1/fit", {"pairs": [pairs[0].to_dict()]})
     assert r.status_code == 503 and "no classifier" in r.json()["error"]["message"]
+    r = post(url, "/v1/explain", {"pair": pairs[1].to_dict(), "guided": True})  # 24 new tokens: too few
+    assert r.status_code == 400 and r.json()["error"]["param"] == "guided"
+    assert r.json()["error"]["message"].startswith(
+        "guided decoding is not available on this server: guided: max_new_tokens=24 can't hold one requirement")
+
+
+def test_guided_explain_always_parses_beside_unguided_requests(exports, pairs):
+    """`"guided": true` on the random-weight explainer: an Assessment every time, batched with an
+    unguided request whose raw output still comes back unparsed; a budget too small is a 400."""
+    from concurrent.futures import ThreadPoolExecutor
+    from lantern_jax.teacher.parse import parse_assessment
+    root, _ = exports
+    config = dataclasses.replace(CONFIG, max_new_tokens=256)
+    with serve_in_thread(create_app(load_service(config, explainer=root / "random", warmup=False))) as url:
+        bodies = [{"pair": pairs[2].to_dict(), "guided": True}, {"pair": pairs[3].to_dict()},
+                  {"pair": pairs[4].to_dict(), "guided": True}]
+        with ThreadPoolExecutor(3) as pool:
+            guided_a, raw, guided_b = pool.map(lambda b: post(url, "/v1/explain", b), bodies)
+        for r in (guided_a, guided_b):
+            assert r.status_code == 200, r.text
+            body = r.json()
+            assert body["error"] is None and body["fit_level"] in ("low", "medium", "high")
+            assert body["assessment"] == parse_assessment(body["raw_text"], check_opening_sentence=False).to_dict()
+            assert 0 < body["usage"]["completion_tokens"] <= 256 and body["finish_reason"] == "stop"
+        assert raw.status_code == 200 and raw.json()["error"]["type"] == "model_output_unparsed"
 
 
 def test_teacher_client_labels_pairs_through_chat_completions(server, pairs, tmp_path):

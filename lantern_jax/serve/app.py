@@ -3,7 +3,7 @@
     POST /v1/fit               {"pairs": [D_base record, ...]}
                                -> {"results": [{"pair_id", "fit_level", "probabilities": {label: p}}],
                                    "latency_ms"}
-    POST /v1/explain           {"pair": D_base record}
+    POST /v1/explain           {"pair": D_base record, "guided": false}
                                -> {"pair_id", "fit_level", "assessment", "raw_text", "finish_reason",
                                    "usage", "latency_ms", "error"}
     POST /v1/chat/completions  OpenAI chat.completion (messages, max_tokens, temperature, top_p, seed,
@@ -13,6 +13,8 @@
 /v1/explain answers 200 whenever the model ran: an output that doesn't parse as an Assessment
 comes back with `assessment: null` and `error: {"type": "model_output_unparsed", ...}` next to
 the raw text. Greedy decoding would only repeat it, so a retryable 5xx would mislead clients.
+`"guided": true` decodes under the Assessment schema instead (lantern_jax/guided.py): the answer
+always parses; the fit level and the text are still the model's greedy choices.
 
 Examples from concurrent requests are micro-batched per model (`batcher.py`); each request has
 `timeout_s` to finish (504 after that), bodies are capped at `max_body_bytes` (413), and every
@@ -114,10 +116,14 @@ def create_app(service: Service):
         tic = time.perf_counter()
         pair = body.pair.to_pair()
         ids = service.prompt(prompts.inhouse_messages(pair), param="pair", status=422)
-        request = GenRequest(tuple(ids), SamplingConfig(max_new_tokens=cfg.max_new_tokens))
+        if body.guided and (problem := service.generator.guided_problem()):
+            raise ApiError(400, f"guided decoding is not available on this server: {problem}", param="guided",
+                           code="unsupported_value")
+        request = GenRequest(tuple(ids), SamplingConfig(max_new_tokens=cfg.max_new_tokens), guided=body.guided)
         out = await service.within_timeout(service.gen_batcher.submit(request))
-        try:
-            assessment, error = parse_assessment(out.text).to_dict(), None
+        try:  # guided: the structure is certain; the opening sentence is still the model's own
+            assessment = parse_assessment(out.text, check_opening_sentence=not body.guided).to_dict()
+            error = None
         except TeacherOutputError as e:
             assessment = None
             error = {"type": "model_output_unparsed", "message": f"model output did not parse: {e}"}

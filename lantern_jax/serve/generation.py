@@ -1,7 +1,8 @@
 """The decoder behind /v1/explain and /v1/chat/completions: batched requests -> generations.
 
 One `generate_ids` call serves a whole micro-batch whatever each request's temperature, top_p,
-seed or token limit (they travel as per-row arrays). The program depends only on the (batch,
+seed or token limit (they travel as per-row arrays); /v1/explain requests asking for `guided`
+decoding go through `guided.guided_ids` as one batch beside it. The program depends only on the (batch,
 prompt length) bucket: the new-token budget is the server's `max_new_tokens` (each row stops at
 its own limit) and the top-20 logprobs are always computed (requests keep what they asked for).
 `warmup()` compiles every bucket at startup.
@@ -18,6 +19,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from lantern_jax import guided
 from lantern_jax.data.input_pipeline import prompt_ids
 from lantern_jax.generate import SamplingConfig, generate_ids, stop_token_ids
 from lantern_jax.models.decoder import DecoderLM
@@ -31,6 +33,7 @@ class GenRequest:
     sampling: SamplingConfig  # temperature, top_k, top_p, seed; max_new_tokens = this request's limit
     stop: tuple[str, ...] = ()  # stop strings, cut from the text after generation
     top_logprobs: int | None = None  # None: no logprobs; else alternatives per token (0..20)
+    guided: bool = False  # an Assessment decoded under its schema (lantern_jax/guided.py), greedy
 
 
 @dataclasses.dataclass
@@ -59,6 +62,10 @@ class Generator:
         self._bytes = token_bytes_table(tokenizer, model.cfg.vocab_size)
         self._budget = SamplingConfig(max_new_tokens=max_new_tokens, top_logprobs=MAX_TOP_LOGPROBS)
 
+    def guided_problem(self) -> str | None:
+        """Why this server can't decode guided Assessments (its token budget), or None."""
+        return guided.budget_problem(self.tokenizer, self.model.cfg.vocab_size, self.max_new_tokens)
+
     def prompt_ids(self, messages: Sequence[Mapping[str, str]]) -> list[int]:
         return prompt_ids(self.tokenizer, messages)
 
@@ -76,10 +83,25 @@ class Generator:
         return time.perf_counter() - tic
 
     def run(self, requests: Sequence[GenRequest]) -> list[GenOutput]:
-        outs = generate_ids(self.model, [list(r.prompt_ids) for r in requests], self.stop_ids, self._budget,
-                            self.pad_id, rows=[r.sampling for r in requests],
-                            batch_buckets=self.batch_buckets, length_buckets=self.prompt_buckets)
-        return [self._finish(r, *o) for r, o in zip(requests, outs)]
+        outputs: list[GenOutput | None] = [None] * len(requests)
+        free = [i for i, r in enumerate(requests) if not r.guided]
+        if free:
+            outs = generate_ids(self.model, [list(requests[i].prompt_ids) for i in free], self.stop_ids,
+                                self._budget, self.pad_id, rows=[requests[i].sampling for i in free],
+                                batch_buckets=self.batch_buckets, length_buckets=self.prompt_buckets)
+            for i, o in zip(free, outs):
+                outputs[i] = self._finish(requests[i], *o)
+        schema = [i for i, r in enumerate(requests) if r.guided]
+        if schema:
+            outs = guided.guided_ids(self.model, self.tokenizer, [list(requests[i].prompt_ids) for i in schema],
+                                     max_new_tokens=self.max_new_tokens, pad_id=self.pad_id,
+                                     batch_buckets=self.batch_buckets, length_buckets=self.prompt_buckets)
+            for i, tokens in zip(schema, outs):
+                raw = b"".join(self._bytes[t] for t in tokens)
+                outputs[i] = GenOutput(text=raw.decode("utf-8", errors="replace"), token_ids=tokens,
+                                       finish_reason="stop", prompt_tokens=len(requests[i].prompt_ids),
+                                       completion_tokens=len(tokens), logprobs=None)
+        return outputs
 
     # -- one row --------------------------------------------------------------------------------
     def _finish(self, request: GenRequest, tokens, lps, top_ids, top_lps) -> GenOutput:

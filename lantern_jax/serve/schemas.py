@@ -70,6 +70,7 @@ class FitRequest(BaseModel):
 
 class ExplainRequest(BaseModel):
     pair: PairIn
+    guided: bool = False  # decode under the Assessment schema: the answer always parses
 
 
 class TextPart(BaseModel):
