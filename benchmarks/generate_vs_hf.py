@@ -23,6 +23,24 @@ QUESTIONS = ["What does a data engineer do?", "Name two skills of a welder.",
              "What makes a good software tester?"]
 
 
+def read_bandwidth(n_bytes: int = 1 << 29, repeats: int = 5) -> float:
+    """Bytes/s XLA reads on this machine: a jitted sum over an f32 array the size of a few models."""
+    import jax
+    import jax.numpy as jnp
+
+    x = jnp.ones(n_bytes // 4, jnp.float32)
+    total = jax.jit(jnp.sum)
+    total(x).block_until_ready()
+    best = min(_seconds(lambda: total(x).block_until_ready()) for _ in range(repeats))
+    return n_bytes / best
+
+
+def _seconds(fn) -> float:
+    tic = time.perf_counter()
+    fn()
+    return time.perf_counter() - tic
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--new-tokens", type=int, default=128)
@@ -30,8 +48,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch default)")
     args = ap.parse_args()
 
+    import jax
     import torch
     import transformers
+    from flax import nnx
 
     from lantern_jax.generate import SamplingConfig, generate_ids
     from lantern_jax.models import gguf, hf
@@ -78,8 +98,15 @@ def main() -> None:
         first_diff = [next((i for i, (u, v) in enumerate(zip(x, y)) if u != v), None) for x, y in zip(a, b)]
         tps_ours, tps_hf = B * N / ta, B * N / tb
         ratios.append(tps_ours / tps_hf)
+        if B == 1:
+            ratio_b1_tps = (tps_ours, tps_hf)
         print(f"batch {B}: ours {tps_ours:7.1f} tok/s ({ta:.2f}s)  transformers {tps_hf:7.1f} tok/s ({tb:.2f}s)  "
               f"identical outputs {same}/{B}" + ("" if same == B else f" (first differing token: {first_diff})"))
+    # batch-1 decoding reads every weight once per token: bandwidth / weight bytes bounds it
+    weights = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
+    bound = read_bandwidth() / weights
+    print(f"batch-1 bound from memory bandwidth: {bound:.1f} tok/s ({weights / 1e6:.0f} MB of fp32 weights); "
+          f"ours at {100 * ratio_b1_tps[0] / bound:.0f} % of it, transformers at {100 * ratio_b1_tps[1] / bound:.0f} %")
     print("ratio ours/transformers: " + ", ".join(f"batch {b} {r:.2f}x" for b, r in zip((1, 8), ratios))
           + f" (goal >= 3x)")
 
