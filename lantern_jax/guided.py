@@ -104,20 +104,25 @@ class Vocabulary:
                     raise ValueError(f"guided: option {a} is a prefix of {b}: ambiguous")
         return Choice(options)
 
+    @functools.cached_property
+    def segments(self) -> dict[str, Choice]:
+        """The skeleton's choices in this tokenizer, encoded once (every row walks the same ones)."""
+        sk = skeleton()
+        return {"opening": self.choice([sk.open]), "field": self.choice([sk.before_importance]),
+                "importance": self.choice([v + sk.before_verdict for v in IMPORTANCE]),
+                "verdict": self.choice([v + sk.before_evidence for v in VERDICTS]),
+                "more": self.choice([sk.next_item, sk.close_items]), "last": self.choice([sk.close_items]),
+                "fit": self.choice([v + sk.before_explanation for v in FIT_LEVELS]),
+                "close": self.choice([sk.close])}
+
 
 def program(vocab: Vocabulary, max_new_tokens: int, caps: FieldCaps) -> Iterator:
     """One row's walk through the skeleton: yields Choice / Text segments and receives, for a
     Choice, the index of the option taken. The number of requirements is bounded so that the
     worst case (every field at its cap) fits `max_new_tokens`."""
-    sk = skeleton()
-    opening = vocab.choice([sk.open])
-    field = vocab.choice([sk.before_importance])
-    importance = vocab.choice([v + sk.before_verdict for v in IMPORTANCE])
-    verdict = vocab.choice([v + sk.before_evidence for v in VERDICTS])
-    more = vocab.choice([sk.next_item, sk.close_items])
-    last = vocab.choice([sk.close_items])
-    fit = vocab.choice([v + sk.before_explanation for v in FIT_LEVELS])
-    close = vocab.choice([sk.close])
+    seg = vocab.segments
+    opening, field, importance, verdict = seg["opening"], seg["field"], seg["importance"], seg["verdict"]
+    more, last, fit, close = seg["more"], seg["last"], seg["fit"], seg["close"]
 
     longest = lambda c: max(map(len, c.options))  # noqa: E731
     item = (caps.requirement + longest(field) + longest(importance) + longest(verdict) + caps.evidence
@@ -179,22 +184,17 @@ class Row:
                     continue
                 tok = top if self.vocab.safe[top] else int(np.argmax(np.where(self.vocab.safe, logits, -np.inf)))
                 self.written += 1
-                return self._take(tok)
+                self.tokens.append(tok)
+                return tok
             live = [o for o in seg.options if o[:len(self.prefix)] == self.prefix]
             allowed = sorted({o[len(self.prefix)] for o in live})
             tok = allowed[int(np.argmax(logits[allowed]))]
             self.prefix += (tok,)
-            finished = [i for i, o in enumerate(seg.options) if o == self.prefix]
-            if finished:
-                self._take(tok)
-                self._advance(finished[0])
-                return tok
-            return self._take(tok)
+            self.tokens.append(tok)
+            if self.prefix in seg.options:  # an option complete (none is a prefix of another)
+                self._advance(seg.options.index(self.prefix))
+            return tok
         return None
-
-    def _take(self, tok: int) -> int:
-        self.tokens.append(tok)
-        return tok
 
 
 def guided_assessments(model, tokenizer, prompts: Sequence[Sequence[int]], *, max_new_tokens: int,
@@ -231,13 +231,7 @@ def guided_ids(model, tokenizer, prompts: Sequence[Sequence[int]], *, max_new_to
     return [row.tokens for row in rows]
 
 
-_VOCABULARIES: dict[tuple[int, int], Vocabulary] = {}
-
-
+@functools.lru_cache(maxsize=8)
 def _vocabulary(tokenizer, vocab_size: int) -> Vocabulary:
-    # decodes every token once per tokenizer, not per call; the entry holds its tokenizer, so
-    # the id can't be reused by another one while the entry lives
-    key = (id(tokenizer), vocab_size)
-    if key not in _VOCABULARIES:
-        _VOCABULARIES[key] = Vocabulary(tokenizer, vocab_size)
-    return _VOCABULARIES[key]
+    """Decodes every token once per tokenizer (keyed by identity), not per call."""
+    return Vocabulary(tokenizer, vocab_size)

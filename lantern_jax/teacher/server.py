@@ -359,9 +359,10 @@ def serve_in_thread(pairs: Sequence[Pair], config: ServerConfig = ServerConfig()
 def _serve_child(pairs: Sequence[Pair], config: ServerConfig, host: str, conn) -> None:
     sim = SimulatedTeacherServer(pairs, config)
     sock = _listen(host, 0)
-    conn.send(sock.getsockname()[1])
+    port = sock.getsockname()[1]
+    conn.send(port)
     conn.close()
-    _uvicorn_server(sim.app(), host, sock.getsockname()[1]).run(sockets=[sock])
+    _uvicorn_server(sim.app(), host, port).run(sockets=[sock])
 
 
 @contextlib.contextmanager
