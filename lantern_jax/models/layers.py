@@ -337,6 +337,9 @@ class Attention(nnx.Module):
 
 # --- layer stacks (unrolled or scanned, with remat) -------------------------------------------
 
+# On XLA:CPU remat only holds memory down under `scan`: with the stack unrolled the scheduler
+# runs every layer's recomputation early and keeps it (SmolLM2-135M, 4 x 1,536 tokens, "full":
+# 19.7 GiB of temporaries unrolled, 1.6 GiB scanned, measured with compiled memory_analysis).
 REMAT_POLICIES: dict[str, Any] = {
     "none": None,  # no rematerialisation
     "full": jax.checkpoint_policies.nothing_saveable,
