@@ -77,6 +77,12 @@ def run_cli(workdir, data, *extra, env=None, wait=True):
     return proc
 
 
+def committed_steps(workdir) -> list[int]:
+    """Checkpoint steps >= 4 whose save finished (Orbax renames the tmp dir when it commits)."""
+    root = workdir / "checkpoints"
+    return [int(d.name) for d in root.iterdir() if d.name.isdigit() and int(d.name) >= 4] if root.exists() else []
+
+
 def test_sigkill_at_random_step_then_resume_gives_identical_losses(data, tmp_path):
     reference = tmp_path / "reference"
     run_cli(reference, data)
@@ -88,7 +94,9 @@ def test_sigkill_at_random_step_then_resume_gives_identical_losses(data, tmp_pat
     proc = run_cli(killed, data, wait=False)
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
-        if max(losses_by_step(killed), default=0) >= kill_after:
+        # saves are asynchronous: wait for step 4's to be committed (its final directory name),
+        # or the kill can land while it's still a tmp dir and the run resumes from Orbax's step 1
+        if max(losses_by_step(killed), default=0) >= kill_after and committed_steps(killed):
             break
         time.sleep(0.2)
     proc.send_signal(signal.SIGKILL)
