@@ -99,8 +99,9 @@ def _prefill(model: DecoderLM, ids, mask, max_new_tokens: int):
     # New slots are marked valid up front: causality by slot index hides those not yet written.
     cache_mask = jnp.concatenate([mask, jnp.ones((B, max_new_tokens), mask.dtype)], axis=1)
     positions = jnp.maximum(jnp.cumsum(mask, axis=1) - 1, 0)
-    logits, cache = model(ids, cache_mask, positions=positions, cache=cache)
-    return logits[:, -1], cache, cache_mask, positions[:, -1] + 1
+    hidden, cache = model.model(ids, cache_mask, positions=positions, cache=cache)
+    # Only the last position's logits: [B, T, V] for the whole prompt would be GBs at D_t's sizes.
+    return model.logits(hidden[:, -1]), cache, cache_mask, positions[:, -1] + 1
 
 
 def _extend(model: DecoderLM, tok, cache_mask, cache, pos):

@@ -214,21 +214,22 @@ def attention_mask(q_valid: Array | None, kv_valid: Array, *, causal: bool,
     return mask
 
 
-def dot_product_attention(q: Array, k: Array, v: Array, mask: Array) -> Array:
+def dot_product_attention(q: Array, k: Array, v: Array, mask: Array, *, heads_first: bool = False) -> Array:
     """Grouped-query attention. q [B,T,N,H], k/v [B,S,K,H] with N % K == 0, mask [B,1|K,T|1,S].
 
     Computed head-major, the G = N // K query heads sharing a key head folded into the query
     axis ([B, K, G*T, H] queries, [B, K, S, H] keys/values), with the mask as an additive bias
     (0 or MASKED: the same probabilities as masking the logits), through `_attention`'s
     hand-written backward pass. A [B, 1, 1, S] key-padding mask is the cheapest: per-query rows
-    are materialised for every head.
+    are materialised for every head. `heads_first`: k/v are already [B, K, S, H] (a KV cache).
     """
     B, T, N, H = q.shape
-    K = k.shape[2]
+    K = k.shape[1 if heads_first else 2]
     G = N // K
     q = q * jnp.asarray(H ** -0.5, q.dtype)
     q = q.reshape(B, T, K, G, H).transpose(0, 2, 3, 1, 4).reshape(B, K, G * T, H)
-    k, v = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)
+    if not heads_first:
+        k, v = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)
     bias = jnp.where(mask, 0.0, MASKED).astype(jnp.promote_types(q.dtype, jnp.float32))
     if bias.shape[2] > 1:  # per-query rows: repeat them for each query head of a group
         bias = jnp.broadcast_to(bias[:, :, None], (B, bias.shape[1], G, T, bias.shape[3]))
@@ -281,9 +282,11 @@ _attention.defvjp(_attention_fwd, _attention_bwd)
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass
 class KVCache:
-    """Preallocated keys/values of one attention layer: [B, S_max, K, H]; `index` is the next slot.
+    """Preallocated keys/values of one attention layer: [B, K, S_max, H]; `index` is the next slot.
 
-    A cache is a plain pytree, so the decoder can carry one per layer through `lax.scan`.
+    Head-major, as attention reads it: a decode step attends over the whole cache without
+    transposing it (a copy per layer per token). A plain pytree, so the decoder can carry one per
+    layer through `lax.scan`.
     """
     k: Array
     v: Array
@@ -291,14 +294,14 @@ class KVCache:
 
     @classmethod
     def zeros(cls, batch: int, length: int, kv_heads: int, head_dim: int, dtype) -> KVCache:
-        shape = (batch, length, kv_heads, head_dim)
+        shape = (batch, kv_heads, length, head_dim)
         return cls(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype), jnp.zeros((), jnp.int32))
 
     def update(self, k: Array, v: Array) -> KVCache:
-        at = (0, self.index, 0, 0)
-        return KVCache(jax.lax.dynamic_update_slice(self.k, k.astype(self.k.dtype), at),
-                       jax.lax.dynamic_update_slice(self.v, v.astype(self.v.dtype), at),
-                       self.index + k.shape[1])
+        """Writes k/v [B, T, K, H] at slots index .. index + T - 1."""
+        at = (0, 0, self.index, 0)
+        write = lambda c, x: jax.lax.dynamic_update_slice(c, x.transpose(0, 2, 1, 3).astype(c.dtype), at)  # noqa: E731
+        return KVCache(write(self.k, k), write(self.v, v), self.index + k.shape[1])
 
 
 class Attention(nnx.Module):
@@ -326,12 +329,13 @@ class Attention(nnx.Module):
         v = self.v(x).reshape(B, T, self.num_kv_heads, self.head_dim)
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        decode = cache is not None and T == 1
         if cache is not None:
             cache = cache.update(k, v)
-            if T == 1:  # decode: attend over the whole cache (the mask hides unwritten slots)
+            if decode:  # attend over the whole cache (the mask hides unwritten slots)
                 k, v = cache.k.astype(q.dtype), cache.v.astype(q.dtype)
             # prefill (into an empty cache): the prompt attends to itself only, mask [B, 1, T, T]
-        out = dot_product_attention(q, k, v, mask)
+        out = dot_product_attention(q, k, v, mask, heads_first=decode)
         return self.o(out.reshape(B, T, self.num_heads * self.head_dim)), cache
 
 
