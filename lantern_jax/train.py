@@ -73,6 +73,9 @@ def validate(cfg: ml_collections.ConfigDict, devices=None, stages_before: tuple[
         require(config_lib.get(cfg, key) > 0, f"config key {key!r} must be positive")
     require(cfg.optim.lr > 0, "config key 'optim.lr' must be positive")
     mesh = mesh_lib.make_mesh(dict(cfg.mesh), devices)
+    if cfg.model.remat != "none" and not cfg.model.scan_layers and mesh.devices.flat[0].platform == "cpu":
+        log.warning("config key 'model.remat': %r saves no memory on CPU unless model.scan_layers=True "
+                    "(see layers.REMAT_POLICIES)", cfg.model.remat)
     micro = cfg.train.batch_size // cfg.optim.grad_accum
     require(cfg.train.batch_size % cfg.optim.grad_accum == 0,
             f"config key 'train.batch_size': {cfg.train.batch_size} is not divisible by "

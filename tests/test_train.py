@@ -173,6 +173,19 @@ def test_bad_config_fails_with_one_clear_line_before_compiling(data, tmp_path, o
     assert not (tmp_path / "checkpoints").exists()
 
 
+def test_remat_without_scan_warns_on_cpu(data, caplog):
+    cfg = kd_config(data)
+    cfg.model.update(remat="full", scan_layers=False)
+    with caplog.at_level("WARNING", logger="lantern_jax.train"):
+        train_lib.validate(cfg)
+    assert "'full' saves no memory on CPU unless model.scan_layers=True" in caplog.text
+    caplog.clear()
+    cfg.model.scan_layers = True
+    with caplog.at_level("WARNING", logger="lantern_jax.train"):
+        train_lib.validate(cfg)
+    assert "saves no memory" not in caplog.text
+
+
 def test_missing_dataset_dir_and_cli_exit_code(data, tmp_path):
     cfg = kd_config(data)
     cfg.data.dir = str(tmp_path / "nowhere")
