@@ -35,6 +35,41 @@ def read_bandwidth(n_bytes: int = 1 << 29, repeats: int = 5) -> float:
     return n_bytes / best
 
 
+def matmul_seconds_ours(model, batch: int, repeats: int = 5) -> float:
+    """One decode step's matrix products alone: every Dense of `model` and the output head applied
+    to `batch` rows, in one jitted call. What XLA's kernels need for a step at this batch size."""
+    import jax
+    from flax import nnx
+
+    from lantern_jax.models import layers as L
+
+    graphdef, state = nnx.split(model)
+    widths = sorted({d.kernel.shape[0] for _, d in nnx.iter_modules(model) if isinstance(d, L.Dense)}
+                    | {model.cfg.hidden_size})
+    xs = {w: jax.random.normal(jax.random.key(w), (batch, w)) for w in widths}
+
+    @jax.jit
+    def products(state, xs):
+        m = nnx.merge(graphdef, state)
+        dense = [d for _, d in nnx.iter_modules(m) if isinstance(d, L.Dense)]
+        return [d(xs[d.kernel.shape[0]]) for d in dense] + [m.logits(xs[m.cfg.hidden_size])]
+
+    jax.block_until_ready(products(state, xs))
+    return min(_seconds(lambda: jax.block_until_ready(products(state, xs))) for _ in range(repeats))
+
+
+def matmul_seconds_theirs(ref, batch: int, repeats: int = 5) -> float:
+    """The same for the PyTorch model: every nn.Linear (the LM head included) on `batch` rows."""
+    import torch
+
+    linears = [m for m in ref.modules() if isinstance(m, torch.nn.Linear)]
+    xs = {m.in_features: torch.randn(batch, m.in_features) for m in linears}
+    with torch.no_grad():
+        run = lambda: [m(xs[m.in_features]) for m in linears]  # noqa: E731
+        run()
+        return min(_seconds(run) for _ in range(repeats))
+
+
 def _seconds(fn) -> float:
     tic = time.perf_counter()
     fn()
@@ -102,6 +137,12 @@ def main() -> None:
             ratio_b1_tps = (tps_ours, tps_hf)
         print(f"batch {B}: ours {tps_ours:7.1f} tok/s ({ta:.2f}s)  transformers {tps_hf:7.1f} tok/s ({tb:.2f}s)  "
               f"identical outputs {same}/{B}" + ("" if same == B else f" (first differing token: {first_diff})"))
+        # Decoding is matrix products over all weights each step: their time in each framework,
+        # and its ratio, bound what the end-to-end ratio can be at this batch size.
+        mm_ours, mm_hf = matmul_seconds_ours(model, B), matmul_seconds_theirs(ref, B)
+        print(f"  per step: ours {1e3 * ta / N:.1f} ms, transformers {1e3 * tb / N:.1f} ms; their matrix "
+              f"products alone: ours {1e3 * mm_ours:.1f} ms, transformers {1e3 * mm_hf:.1f} ms "
+              f"(kernel ratio {mm_hf / mm_ours:.2f}x)")
     # batch-1 decoding reads every weight once per token: bandwidth / weight bytes bounds it
     weights = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
     bound = read_bandwidth() / weights

@@ -115,6 +115,21 @@ def test_kv_cache_prefill_and_decode_equal_full_recompute(scan):
     assert int(np.asarray(first.index).ravel()[0]) == S
 
 
+@pytest.mark.parametrize("d_in", [48, 33], ids=["split", "odd-width"])
+def test_single_row_dense_equals_matmul(d_in):
+    """One row (batch-1 decoding) takes `layers.matvec`'s split product: same values and gradients."""
+    from lantern_jax.models import layers as L
+    dense = L.Dense(d_in, 20, ("embed", "mlp"), use_bias=True, rngs=nnx.Rngs(0))
+    dense.bias.value = jax.random.normal(jax.random.key(2), (20,))
+    x = jax.random.normal(jax.random.key(1), (1, 1, d_in))
+    kernel, bias = dense.kernel[...], dense.bias[...]
+    np.testing.assert_allclose(dense(x), x @ kernel + bias, rtol=1e-5, atol=1e-6)
+    grad_ours = jax.grad(lambda x: jnp.sum(jnp.sin(dense(x))))(x)
+    grad_ref = jax.grad(lambda x: jnp.sum(jnp.sin(x @ kernel + bias)))(x)
+    np.testing.assert_allclose(grad_ours, grad_ref, rtol=1e-5, atol=1e-6)
+    assert dense(x[0]).shape == (1, 20) and dense(jnp.tile(x, (2, 3, 1))).shape == (2, 3, 20)
+
+
 def test_classifier_pooling_is_padding_side_invariant():
     (li, lm, _), (ri, rm, _) = batch("left"), batch("right")
     ids, mask = jnp.concatenate([li, ri]), jnp.concatenate([lm, rm])  # one compile per model
