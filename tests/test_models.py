@@ -128,6 +128,10 @@ def test_single_row_dense_equals_matmul(d_in):
     grad_ref = jax.grad(lambda x: jnp.sum(jnp.sin(x @ kernel + bias)))(x)
     np.testing.assert_allclose(grad_ours, grad_ref, rtol=1e-5, atol=1e-6)
     assert dense(x[0]).shape == (1, 20) and dense(jnp.tile(x, (2, 3, 1))).shape == (2, 3, 20)
+    half = L.Dense(d_in, 20, ("embed", "mlp"), use_bias=False, rngs=nnx.Rngs(0), dtype=jnp.bfloat16)
+    y = half(x)
+    assert y.dtype == jnp.bfloat16
+    np.testing.assert_allclose(y.astype(jnp.float32), x @ kernel, rtol=2e-2, atol=2e-2)
 
 
 def test_classifier_pooling_is_padding_side_invariant():

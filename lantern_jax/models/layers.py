@@ -64,8 +64,9 @@ def matvec(x: Array, w: Array, splits: int = 2) -> Array:
     if k % splits:
         return x @ w
     parts = jax.lax.dot_general(x.reshape(splits, 1, k // splits), w.reshape(splits, k // splits, n),
-                                (((2,), (1,)), ((0,), (0,))))
-    return parts.sum(0)[0]
+                                (((2,), (1,)), ((0,), (0,))),
+                                preferred_element_type=jnp.promote_types(x.dtype, jnp.float32))
+    return parts.sum(0)[0].astype(x.dtype)  # partial sums added before rounding to bf16
 
 
 class Dense(nnx.Module):
