@@ -9,6 +9,7 @@ import pytest
 from flax import nnx
 
 from lantern_jax.models import hf
+from lantern_jax.models import layers as L
 from lantern_jax.models.decoder import DecoderConfig, DecoderLM
 from lantern_jax.models.encoder import Classifier, ClassifierConfig, Encoder, EncoderConfig
 from lantern_jax.models.errors import CheckpointError
@@ -118,7 +119,6 @@ def test_kv_cache_prefill_and_decode_equal_full_recompute(scan):
 @pytest.mark.parametrize("d_in", [48, 33], ids=["split", "odd-width"])
 def test_single_row_dense_equals_matmul(d_in):
     """One row (batch-1 decoding) takes `layers.matvec`'s split product: same values and gradients."""
-    from lantern_jax.models import layers as L
     dense = L.Dense(d_in, 20, ("embed", "mlp"), use_bias=True, rngs=nnx.Rngs(0))
     dense.bias.value = jax.random.normal(jax.random.key(2), (20,))
     x = jax.random.normal(jax.random.key(1), (1, 1, d_in))

@@ -58,7 +58,7 @@ def matvec(x: Array, w: Array, splits: int = 2) -> Array:
 
     XLA:CPU runs one matrix-vector dot on one thread; batched into independent slices it spreads
     them over the cores. On 2 cores that reads weights at ~24 instead of ~19 GB/s, and batch-1
-    decoding of SmolLM2-135M gains 12-25 % tokens/s (benchmarks/generate_vs_hf.py).
+    decoding of SmolLM2-135M gains 12-25 % tokens/s (alternated runs; README, generation).
     """
     k, n = w.shape
     if k % splits:
