@@ -91,11 +91,11 @@ def main() -> None:
     from flax import nnx
 
     from lantern_jax.generate import SamplingConfig, generate_ids
-    from lantern_jax.models import gguf, hf
+    from lantern_jax.models import gguf, hf, sources
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    model, tok = gguf.load_gguf(gguf.smollm2_gguf_path())
+    model, tok = sources.load_gguf(gguf.smollm2_gguf_path())
     with tempfile.TemporaryDirectory() as export:
         hf.save_hf(model, export, tokenizer=tok)
         ref = transformers.LlamaForCausalLM.from_pretrained(export).eval()
@@ -151,7 +151,7 @@ def main() -> None:
     print(f"batch-1 bound from memory bandwidth: {bound:.1f} tok/s ({weights / 1e6:.0f} MB of fp32 weights); "
           f"ours at {100 * ratio_b1_tps[0] / bound:.0f} % of it, transformers at {100 * ratio_b1_tps[1] / bound:.0f} %")
     print("ratio ours/transformers: " + ", ".join(f"batch {b} {r:.2f}x" for b, r in zip((1, 8), ratios))
-          + f" (goal >= 3x)")
+          + " (goal >= 3x)")
 
 
 if __name__ == "__main__":

@@ -1,15 +1,15 @@
 """GPU check: the explainer KD step's tokens/s and MFU, and generation tokens/s, on one accelerator.
 
 The paper's last stage at its real shapes, random weights (no checkpoint needed): a Qwen2.5-0.5B
-student trained by `train.make_steps` (the trainer's own jitted step: λ_sft·CE + λ_kd·T²·TVD with
+student trained by `train_step.make_steps` (the trainer's own jitted step: λ_sft·CE + λ_kd·T²·TVD with
 the student's logits built in sequence chunks) against an online Qwen2.5-1.5B teacher whose forward
 runs inside the same step under stop_gradient. bf16 compute, fp32 master weights and AdamW moments,
 scanned layers with remat. Then greedy KV-cache generation with the student, and (when torch +
 transformers are there, as on the lent GPU machines) transformers' `generate` on the same weights.
 
-MFU counts model FLOPs only (`train.flops_per_token`): 6N per token for the student (forward +
+MFU counts model FLOPs only (`train_step.flops_per_token`): 6N per token for the student (forward +
 backward) plus 2N for the teacher's forward, plus attention's T-dependent matmuls; remat's recompute
-is not counted. Peak = the chip's dense bf16 rate (train.PEAK_FLOPS).
+is not counted. Peak = the chip's dense bf16 rate (train_step.PEAK_FLOPS).
 
     bash benchmarks/gpu_check.sh                      # on the GPU machine, ≤ 8 min on one H100
     python benchmarks/gpu_check.py --tiny             # CPU smoke run of the same code, ~1 min
@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -32,10 +31,11 @@ from flax import nnx
 
 from lantern_jax import config as config_lib
 from lantern_jax import mesh as mesh_lib
-from lantern_jax import train as train_lib
+from lantern_jax import train_step
 from lantern_jax.generate import SamplingConfig, generate_ids
 from lantern_jax.memory_fit import ARCHITECTURES
-from lantern_jax.models import hf
+from lantern_jax.models import hf, hf_config
+from lantern_jax.models.kinds import build_model
 from lantern_jax.models.decoder import DecoderConfig
 
 STUDENT, TEACHER = "Qwen2.5-0.5B-Instruct", "Qwen2.5-1.5B-Instruct"  # memory_fit.ARCHITECTURES
@@ -61,14 +61,14 @@ def parse_args(argv=None):
 
 def qwen_config(name: str, args, *, dtype: str, param_dtype: str, remat: str) -> DecoderConfig:
     """The published architecture (HF config fields), or a small one of the same family (--tiny)."""
-    _, cfg = hf.config_from_hf(ARCHITECTURES[name], kind="lm", dtype=dtype, param_dtype=param_dtype)
+    _, cfg = hf_config.config_from_hf(ARCHITECTURES[name], kind="lm", dtype=dtype, param_dtype=param_dtype)
     cfg = dataclasses.replace(cfg, scan_layers=True, remat=remat)
     return dataclasses.replace(cfg, vocab_size=512, eos_token_id=None, **TINY[name]) if args.tiny else cfg
 
 
 def build(cfg: DecoderConfig, mesh, seed: int):
     with jax.set_mesh(mesh):
-        return nnx.jit(lambda: hf.build_model("lm", cfg, seed=seed))()
+        return nnx.jit(lambda: build_model("lm", cfg, seed=seed))()
 
 
 def timed(fn, repeats: int) -> list[float]:
@@ -85,8 +85,8 @@ def kd_step_figures(args, mesh, student, teacher) -> dict:
     cfg.loss.update(divergence=args.divergence, chunk_size=512 if not args.tiny else 64)
     cfg.data.max_length = args.seq
     with jax.set_mesh(mesh):
-        optimizer = train_lib.optimizer_for(student, cfg.optim, 1000)
-    train_step, _ = train_lib.make_steps(cfg)
+        optimizer = train_step.optimizer_for(student, cfg.optim, 1000)
+    kd_step, _ = train_step.make_steps(cfg)
 
     rng = np.random.default_rng(0)
     B, T, V = args.batch, args.seq, student.cfg.vocab_size
@@ -96,7 +96,7 @@ def kd_step_figures(args, mesh, student, teacher) -> dict:
     batch["loss_mask"][:, : T // 4] = 0  # the prompt part carries no loss, as in D_t
     with jax.set_mesh(mesh):
         batch = {k: jax.device_put(v, mesh_lib.batch_sharding(mesh, v.ndim)) for k, v in batch.items()}
-        step = lambda i: train_step(student, optimizer, batch, jnp.asarray(i, jnp.int32), teacher)
+        step = lambda i: kd_step(student, optimizer, batch, jnp.asarray(i, jnp.int32), teacher)
         tic = time.perf_counter()
         first = jax.device_get(step(0))
         compile_s = time.perf_counter() - tic
@@ -104,11 +104,11 @@ def kd_step_figures(args, mesh, student, teacher) -> dict:
         times = timed(lambda: step(2)["loss"], args.steps)
         last = jax.device_get(step(3))
     dt = statistics.median(times)
-    fpt = (train_lib.flops_per_token(student, T, training=True)
-           + train_lib.flops_per_token(teacher, T, training=False))
+    fpt = (train_step.flops_per_token(student, T, training=True)
+           + train_step.flops_per_token(teacher, T, training=False))
     kind = jax.devices()[0].device_kind
-    peak = next((v for k, v in train_lib.PEAK_FLOPS.items() if kind.startswith(k)), 0.0)
-    out = {"student_params": train_lib.param_count(student), "teacher_params": train_lib.param_count(teacher),
+    peak = next((v for k, v in train_step.PEAK_FLOPS.items() if kind.startswith(k)), 0.0)
+    out = {"student_params": train_step.param_count(student), "teacher_params": train_step.param_count(teacher),
            "batch": B, "seq": T, "compile_s": compile_s, "step_s": dt, "tokens_per_s": B * T / dt,
            "flops_per_token": fpt, "tflops_per_s": fpt * B * T / dt / 1e12,
            "mfu": fpt * B * T / dt / peak / jax.device_count() if peak else float("nan"),

@@ -20,7 +20,7 @@ import ml_collections
 from lantern_jax import config as config_lib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-BASE_STAGES = "data,teacher,seed,inhouse,d_t"
+BASE_STAGES = "data,blackbox,seed,inhouse,d_t"
 
 
 def get_config(arg=None):
@@ -29,6 +29,7 @@ def get_config(arg=None):
     c = ml_collections.ConfigDict()
     c.cells = "all"  # comma-separated groups (divergence, kd, stages, classifier, compression) or group/cell
     c.seeds = 1 if micro else 3
+    c.divergences = "forward_kl,reverse_kl,jsd,skew_kl,tvd"  # the divergence group's cells (losses.DIVERGENCES)
     c.base = config_lib.load_config(os.path.join(HERE, f"demo.py:{arg}"))
     c.base.stages = BASE_STAGES
     # The base budgets the README's table was measured with, pinned here so that trimming the

@@ -31,7 +31,7 @@ def get_config(arg=None):
         "n_pairs": 400 if micro else 1200,
         "fractions": {"train": 0.7, "dev": 0.1, "test": 0.1, "heldout_occupation": 0.05,
                       "heldout_company": 0.05}})
-    c.teacher = ml_collections.ConfigDict({
+    c.blackbox = ml_collections.ConfigDict({
         "n_seed": 280 if micro else 840,  # train pairs the black-box teacher labels (all of them)
         "concurrency": 16, "top_logprobs": 5,
         # every token's alternatives stay in the response cache; the records keep none of them

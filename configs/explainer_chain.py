@@ -34,7 +34,7 @@ def get_config(arg=None):
         small = {"model.source": "hf:/path/to/Qwen2.5-0.5B-Instruct"}
     else:
         raise ValueError(f"unknown variant {arg!r}: local | qwen")
-    c.stages = [
+    c.chain = [
         {"name": "mid", "overrides": {**mid, "teacher.mode": "offline"}},
         {"name": "small", "overrides": {**small, "teacher.mode": "online", "teacher.source": "stage:mid"}},
     ]

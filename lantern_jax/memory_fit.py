@@ -22,7 +22,7 @@ and computing bf16 matmuls in fp32. Parameter and optimizer bytes matched both e
 Peak per device = persistent + the largest transient phase (b = rows per device per micro-batch,
 T = max_length, D hidden, L layers, V vocabulary, c = bytes of the compute dtype).
   persistent: params, AdamW mu + nu (param_dtype), and an online teacher's params (stored in
-    teacher.dtype: `train.teacher_section`).
+    teacher.dtype: `ExplainerKD.teacher_section`).
   gradients (param_dtype; x2 with gradient accumulation: running sum + one micro-batch's) are live
     in the backward phases only.
   saved activations: the layer scan keeps each layer's input, (L + 2)·b·T·D·c (+ the embedding
@@ -63,10 +63,11 @@ from jax.sharding import AbstractMesh, AxisType
 
 from lantern_jax import config as config_lib
 from lantern_jax import mesh as mesh_lib
-from lantern_jax import train
-from lantern_jax.models import hf
+from lantern_jax import train_step
+from lantern_jax.distill import objectives
+from lantern_jax.models import sources
+from lantern_jax.models.kinds import build_model
 from lantern_jax.models.decoder import DecoderConfig
-from lantern_jax.models.encoder import ClassifierConfig
 
 GiB = 1024 ** 3
 HEADROOM = 0.9  # fraction of a chip's memory a step may plan to use
@@ -192,15 +193,8 @@ def architecture(source: str) -> dict:
 
 
 def model_config(mcfg: ml_collections.ConfigDict, kind: str):
-    """(model kind, our config) of a config's model section, with its dtypes, scan and remat (what
-    `train.build_model` passes to the HF loader)."""
-    mkind, cfg = hf.config_from_hf(architecture(mcfg.source), kind=kind, dtype=mcfg.dtype,
-                                   param_dtype=mcfg.param_dtype, source=mcfg.source)
-    over = dict(scan_layers=mcfg.scan_layers, remat=mcfg.remat)
-    if isinstance(cfg, ClassifierConfig):
-        pooling = {"pooling": mcfg.pooling} if mcfg.pooling else {}
-        return mkind, dataclasses.replace(cfg, backbone=dataclasses.replace(cfg.backbone, **over), **pooling)
-    return mkind, dataclasses.replace(cfg, **over)
+    """(model kind, our config) of a config's model section, as `sources.build` would construct it."""
+    return sources.section_config(mcfg, kind, architecture(mcfg.source))
 
 
 def mesh_sizes(mesh_cfg, devices: int) -> dict[str, int]:
@@ -234,13 +228,13 @@ def tree_bytes(tree, mesh: AbstractMesh) -> int:
 def abstract_models(cfg: ml_collections.ConfigDict, mesh: AbstractMesh):
     """(model, optimizer, teacher or None), abstract and sharded as the real run builds them."""
     kind, mcfg = model_config(cfg.model, cfg.model.kind)
-    tsec = train.teacher_section(cfg)
+    tsec = objectives.for_config(cfg).teacher_section()
     tkind, tcfg = model_config(tsec, "lm") if tsec is not None else (None, None)
 
     def build():
-        model = hf.build_model(kind, mcfg, seed=cfg.seed)
-        teacher = hf.build_model(tkind, tcfg, seed=cfg.seed) if tcfg is not None else None
-        return model, train.optimizer_for(model, cfg.optim, cfg.train.steps), teacher
+        model = build_model(kind, mcfg, seed=cfg.seed)
+        teacher = build_model(tkind, tcfg, seed=cfg.seed) if tcfg is not None else None
+        return model, train_step.optimizer_for(model, cfg.optim, cfg.train.steps), teacher
 
     with jax.sharding.use_abstract_mesh(mesh):
         return nnx.eval_shape(build)

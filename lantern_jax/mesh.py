@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 import jax
 from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
 
+from lantern_jax.errors import LanternError
+
 MESH_AXES = ("data", "fsdp", "tensor")
 
 # logical name -> mesh axis (or axes, or None = replicated). One table for every model.
@@ -34,7 +36,7 @@ RULES: tuple[tuple[str, str | tuple[str, ...] | None], ...] = (
 _RULES = dict(RULES)
 
 
-class MeshError(ValueError):
+class MeshError(LanternError):
     """A mesh shape that does not fit the devices or the batch."""
 
 

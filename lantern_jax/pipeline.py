@@ -1,9 +1,9 @@
-"""All LANTERN stages end to end, each writing into the workdir:
+"""All LANTERN stages end to end, each writing into the run folder:
 
     python -m lantern_jax.pipeline --config configs/demo.py --workdir runs/demo [--config.stages=...]
 
   data        D_base from the taxonomy snapshot (train / dev / test / held-out splits)
-  teacher     the black-box teacher (simulated expert behind a real OpenAI-compatible server on
+  blackbox    the black-box teacher (simulated expert behind a real OpenAI-compatible server on
               loopback, reached through the real client) labels the seed subset and the eval splits
   seed        quality gates, review export / import -> D_seed; the domain tokenizer
   inhouse     in-house teacher SFT on D_seed
@@ -12,144 +12,101 @@
   classifier  classifier KD on D_cls
   evaluate    metrics, plots and report.md
 
-A finished stage leaves <workdir>/<stage>/DONE.json and is skipped on rerun; an interrupted one
-resumes (labeling appends, training restores its last checkpoint).
+Stages run once (`lantern_jax.stages`): a finished stage is skipped on rerun, an interrupted one
+resumes (labelling appends, training restores its last checkpoint).
 """
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sys
-import time
 from collections.abc import Callable
 
 import ml_collections
 
-from lantern_jax import config as config_lib
+from lantern_jax import blackbox, cli, evaluate, stages
+from lantern_jax import train as train_lib
 from lantern_jax.config import ConfigError
-from lantern_jax.data import datasets, prompts, synth
+from lantern_jax.data import datasets, prompts, records, synth
+from lantern_jax.data.rundir import EVAL_SPLITS, RunDir
 from lantern_jax.data.schema import FIT_LEVELS, DataError
+from lantern_jax.data.tokenizer import train_tokenizer
+from lantern_jax.models import sources
+from lantern_jax.teacher import hitl, inhouse
+from lantern_jax.teacher.label import label_pairs
 
-STAGES = ("data", "teacher", "seed", "inhouse", "d_t", "explainer", "classifier", "evaluate")
-EVAL_SPLITS = ("test", "heldout_occupation", "heldout_company")
-
-
-class Workdir:
-    def __init__(self, root: str):
-        self.root = os.path.abspath(root)
-
-    def __call__(self, *parts: str) -> str:
-        return os.path.join(self.root, *parts)
-
-    def pairs(self, split: str):
-        return synth.read_pairs(self("data", f"pairs_{split}.jsonl"))
-
-    def all_pairs(self) -> dict:
-        return {p.pair_id: p for s in ("train", "dev", *EVAL_SPLITS) for p in self.pairs(s)}
+STAGES = ("data", "blackbox", "seed", "inhouse", "d_t", "explainer", "classifier", "evaluate")
 
 
-def classifier_text(pair, compress: bool = True) -> str:
-    """What the fit classifier reads: the posting compressed to its requirements and the profile's
-    structured fields, so that both fit a short encoder window (~265 MiniLM tokens, 99 % under 320).
-    `compress=False` keeps the whole posting (the compression ablation)."""
-    return (f"{prompts.render_job(pair.job, compress=compress)}\n\n"
-            f"{prompts.render_member(pair.member, compact=True)}")
-
-
-# --- stages -------------------------------------------------------------------------------------
-
-def stage_data(cfg, wd: Workdir) -> dict:
+def stage_data(cfg, wd: RunDir) -> dict:
     splits = synth.make_splits(cfg.data.n_pairs, seed=cfg.seed, fractions=dict(cfg.data.fractions))
     for split, pairs in splits.items():
-        synth.write_pairs(wd("data", f"pairs_{split}.jsonl"), pairs)
-    datasets.write_dataset("d_base", splits, wd("data", "tfds"), overwrite=True)
+        synth.write_pairs(wd.pairs_path(split), pairs)
+    datasets.write_dataset("d_base", splits, wd.tfds, overwrite=True)
     report = prompts.measure_compression(splits["train"][:200])
     return {"pairs": {s: len(p) for s, p in splits.items()},
             "posting_token_reduction": report.job_reduction,
             "prompt_token_reduction": report.prompt_reduction}
 
 
-def teacher_pairs(cfg, wd: Workdir) -> list:
+def blackbox_pairs(cfg, wd: RunDir) -> list:
     """The black-box teacher's share: the seed subset of train, dev (calibration, and labels the
     in-house teacher can't produce) and the evaluation splits (the reference for the students)."""
-    train = wd.pairs("train")[:cfg.teacher.n_seed]
+    train = wd.pairs("train")[:cfg.blackbox.n_seed]
     return train + [p for s in ("dev", *EVAL_SPLITS) for p in wd.pairs(s)[:cfg.evaluate.n_per_split]]
 
 
-def stage_teacher(cfg, wd: Workdir) -> dict:
-    from lantern_jax.teacher.client import ApiTeacher
-    from lantern_jax.teacher.config import TeacherConfig
-    from lantern_jax.teacher.label import label_pairs
-    from lantern_jax.teacher.server import ServerConfig, serve_in_process
-    from lantern_jax.teacher.simulated import ExpertConfig
-
-    pairs = teacher_pairs(cfg, wd)
-    server = ServerConfig(seed=cfg.seed, expert=ExpertConfig(seed=cfg.seed, error_rates=dict(cfg.teacher.error_rates)),
-                          fault_rates=dict(cfg.teacher.fault_rates), retry_after_s=0.05)
-    with serve_in_process(wd.all_pairs().values(), server) as base_url:
-        teacher = ApiTeacher(TeacherConfig(base_url=base_url, api_key_env=None, concurrency=cfg.teacher.concurrency,
-                                           cache_dir=wd("teacher", "cache"), backoff_base_s=0.05,
-                                           top_logprobs=cfg.teacher.top_logprobs,
-                                           record_top_logprobs=cfg.teacher.record_top_logprobs, progress=False))
-        summary = label_pairs(pairs, teacher, wd("teacher", "records.jsonl"), progress=False)
+def stage_blackbox(cfg, wd: RunDir) -> dict:
+    with blackbox.teacher(cfg, list(wd.all_pairs().values()), cache_dir=wd("blackbox", "cache")) as teacher:
+        summary = label_pairs(blackbox_pairs(cfg, wd), teacher, wd.blackbox_records_path, progress=False)
     return {"labeled": summary.done + summary.cached, "failed": summary.failed}
 
 
-def stage_seed(cfg, wd: Workdir) -> dict:
-    from lantern_jax.data.tokenizer import train_tokenizer
-    from lantern_jax.teacher import hitl
-    from lantern_jax.teacher.label import read_records
-
+def stage_seed(cfg, wd: RunDir) -> dict:
     pairs = wd.all_pairs()
-    seed_ids = {p.pair_id for p in wd.pairs("train")[:cfg.teacher.n_seed]}
-    records = [r for r in read_records(wd("teacher", "records.jsonl")) if r["pair_id"] in seed_ids]
-    results, counts = hitl.run_gates(records, pairs)
+    seed_ids = {p.pair_id for p in wd.pairs("train")[:cfg.blackbox.n_seed]}
+    teacher_records = [r for r in wd.blackbox_records() if r["pair_id"] in seed_ids]
+    results, counts = hitl.run_gates(teacher_records, pairs)
     print(hitl.format_counts(counts), flush=True)
-    jsonl, csv_path = hitl.export_review(records, results, wd("seed", "review"))
+    jsonl, csv_path = hitl.export_review(teacher_records, results, wd("seed", "review"))
     if cfg.review.decisions:  # a person's decisions: accept / reject / edit per row
         decisions = hitl.import_review(cfg.review.decisions)
     else:  # no reviewer in the embedded default: the gates' verdicts stand in for one
         decisions = [hitl.Decision(r.pair_id, "accept" if r.passed else "reject", None, "gates")
                      for r in results]
-    seed = hitl.build_seed(records, decisions)
+    seed = hitl.build_seed(teacher_records, decisions)
     hitl.write_seed(wd("seed", "seed.jsonl"), seed)
     entries = hitl.d_seed_records(seed, pairs, messages=prompts.inhouse_messages)
     n_dev = max(1, len(entries) // 10)
     datasets.write_dataset("d_seed", {"train": entries[n_dev:], "dev": entries[:n_dev]},
-                           wd("data", "tfds"), overwrite=True)
+                           wd.tfds, overwrite=True)
     texts = [json.loads(e["prompt"])[0]["content"] + "\n" + e["target"] for e in entries]
     texts += [prompts.render_member(p.member) for p in wd.pairs("train")]
-    train_tokenizer(texts, cfg.tokenizer.vocab_size).save_pretrained(wd("tokenizer"))
+    train_tokenizer(texts, cfg.tokenizer.vocab_size).save_pretrained(wd.tokenizer)
     return {"gates": counts, "accepted": len(seed), "review_files": [jsonl, csv_path]}
 
 
-def resolve_train_config(cfg: ml_collections.ConfigDict, wd: Workdir) -> ml_collections.ConfigDict:
+def resolve_train_config(cfg: ml_collections.ConfigDict, wd: RunDir) -> ml_collections.ConfigDict:
     """A copy of a training section reading the workdir's datasets and domain tokenizer."""
     run = ml_collections.ConfigDict(cfg.to_dict())
-    run.data.dir = wd("data", "tfds")
+    run.data.dir = wd.tfds
     if run.model.source == "init" or run.model.tokenizer:
-        run.model.tokenizer = run.model.tokenizer or wd("tokenizer")
+        run.model.tokenizer = run.model.tokenizer or wd.tokenizer
     if run.model.tokenizer == "domain":
-        run.model.tokenizer = wd("tokenizer")
+        run.model.tokenizer = wd.tokenizer
     return run
 
 
-def _train(cfg: ml_collections.ConfigDict, wd: Workdir, name: str) -> dict:
-    from lantern_jax import train as train_lib
-    out = train_lib.train(resolve_train_config(cfg, wd), wd(name))
-    return {k: v for k, v in out.items()}
+def _train(cfg: ml_collections.ConfigDict, wd: RunDir, name: str) -> dict:
+    return dict(train_lib.train(resolve_train_config(cfg, wd), wd(name)))
 
 
-def stage_inhouse(cfg, wd: Workdir) -> dict:
+def stage_inhouse(cfg, wd: RunDir) -> dict:
     return _train(cfg.inhouse, wd, "inhouse")
 
 
-def stage_d_t(cfg, wd: Workdir) -> dict:
-    from lantern_jax.models import hf
-    from lantern_jax.teacher import inhouse
-
-    model, tokenizer = hf.load_hf(wd("inhouse", "export")), hf.load_tokenizer(wd("inhouse", "export"))
+def stage_d_t(cfg, wd: RunDir) -> dict:
+    model, tokenizer = sources.load(wd.export("inhouse"))
     k = cfg.d_t.topk
     out = {}
     for split in ("train", "dev"):
@@ -157,30 +114,25 @@ def stage_d_t(cfg, wd: Workdir) -> dict:
         path = wd("d_t", f"{split}.jsonl")
         out[split] = inhouse.produce(model, tokenizer, pairs, path, topk=k, batch_size=cfg.d_t.batch_size,
                                      max_new_tokens=cfg.d_t.max_new_tokens)
-    records = {s: inhouse.read_records(wd("d_t", f"{s}.jsonl")) for s in ("train", "dev")}
-    usable = {s: [r for r in rs if r["token_ids"]] for s, rs in records.items()}
+    written = {s: records.read_jsonl(wd("d_t", f"{s}.jsonl")) for s in ("train", "dev")}
+    usable = {s: [r for r in rs if r["token_ids"]] for s, rs in written.items()}
     datasets.write_dataset("d_t", {s: [inhouse.d_t_record(r, k) for r in rs] for s, rs in usable.items()},
-                           wd("data", "tfds"), overwrite=True)
-    blackbox = {r["pair_id"]: r for r in read_teacher_records(wd("teacher", "records.jsonl"))}
+                           wd.tfds, overwrite=True)
+    blackbox_by_id = {r["pair_id"]: r for r in wd.blackbox_records()}
     cls = {}
     for split in ("train", "dev"):  # every pair either teacher labeled
         inhouse_by_id = {r["pair_id"]: r for r in usable[split]}
-        examples = (cls_record(p, inhouse_by_id.get(p.pair_id), blackbox.get(p.pair_id))
+        examples = (cls_record(p, inhouse_by_id.get(p.pair_id), blackbox_by_id.get(p.pair_id))
                     for p in wd.pairs(split))
         cls[split] = [c for c in examples if c]
     for split, rs in cls.items():
         if not rs:
             raise DataError(f"d_cls {split}: no teacher label readable for any pair (in-house parse rate "
                             f"{out[split]['parse_rate']:.0%}); train the in-house teacher longer")
-    datasets.write_dataset("d_cls", cls, wd("data", "tfds"), overwrite=True)
-    sources = {s: {src: sum(c["source"] == src for c in rs) for src in ("inhouse", "blackbox")}
+    datasets.write_dataset("d_cls", cls, wd.tfds, overwrite=True)
+    label_sources = {s: {src: sum(c["source"] == src for c in rs) for src in ("inhouse", "blackbox")}
                for s, rs in cls.items()}
-    return {**out, "d_cls_label_sources": sources}
-
-
-def read_teacher_records(path: str) -> list[dict]:
-    from lantern_jax.teacher.label import read_records
-    return read_records(path) if os.path.exists(path) else []
+    return {**out, "d_cls_label_sources": label_sources}
 
 
 def cls_record(pair, inhouse_record: dict, blackbox_record: dict | None) -> dict | None:
@@ -198,26 +150,25 @@ def cls_record(pair, inhouse_record: dict, blackbox_record: dict | None) -> dict
             continue
         probs = probs or [float(lvl == level) for lvl in FIT_LEVELS]
         label = level if level in FIT_LEVELS else FIT_LEVELS[max(range(3), key=probs.__getitem__)]
-        return {"pair_id": pair.pair_id, "text": classifier_text(pair), "label": label,
+        return {"pair_id": pair.pair_id, "text": prompts.classifier_text(pair), "label": label,
                 "soft_label": [float(p) for p in probs], "source": source}
     return None
 
 
-def stage_explainer(cfg, wd: Workdir) -> dict:
+def stage_explainer(cfg, wd: RunDir) -> dict:
     return _train(cfg.explainer, wd, "explainer")
 
 
-def stage_classifier(cfg, wd: Workdir) -> dict:
+def stage_classifier(cfg, wd: RunDir) -> dict:
     return _train(cfg.classifier, wd, "classifier")
 
 
-def stage_evaluate(cfg, wd: Workdir) -> dict:
-    from lantern_jax import evaluate
+def stage_evaluate(cfg, wd: RunDir) -> dict:
     return evaluate.run(cfg, wd)
 
 
-RUNNERS: dict[str, Callable] = {
-    "data": stage_data, "teacher": stage_teacher, "seed": stage_seed, "inhouse": stage_inhouse,
+RUNNERS: dict[str, Callable[[ml_collections.ConfigDict, RunDir], dict]] = {
+    "data": stage_data, "blackbox": stage_blackbox, "seed": stage_seed, "inhouse": stage_inhouse,
     "d_t": stage_d_t, "explainer": stage_explainer, "classifier": stage_classifier,
     "evaluate": stage_evaluate}
 
@@ -231,34 +182,19 @@ def selected(cfg) -> list[str]:
 
 
 def run(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
-    wd = Workdir(workdir)
+    wd = RunDir(workdir)
     names = selected(cfg)
-    os.makedirs(wd.root, exist_ok=True)
-    summaries = {}
-    total = time.perf_counter()
+    summaries, total = {}, 0.0
     for i, name in enumerate(names, 1):
-        done = wd(name, "DONE.json")
-        if os.path.exists(done):
-            with open(done) as f:
-                summaries[name] = json.load(f)
-            print(f"[{i}/{len(names)}] {name}: done, skipped", flush=True)
-            continue
-        print(f"[{i}/{len(names)}] {name} ...", flush=True)
-        os.makedirs(wd(name), exist_ok=True)
-        tic = time.perf_counter()
-        summary = RUNNERS[name](cfg, wd)
-        summary["elapsed_s"] = round(time.perf_counter() - tic, 1)
-        with open(done, "w") as f:
-            json.dump(summary, f, indent=2, default=float)
-        summaries[name] = summary
-        print(f"[{i}/{len(names)}] {name}: done in {summary['elapsed_s']:.0f}s", flush=True)
-    print(f"pipeline: {len(names)} stages in {time.perf_counter() - total:.0f}s -> {wd.root}", flush=True)
+        outcome = stages.run_once(f"[{i}/{len(names)}] {name}", wd(name), lambda: RUNNERS[name](cfg, wd))
+        summaries[name] = outcome.summary
+        total += 0.0 if outcome.skipped else outcome.summary["elapsed_s"]
+    print(f"pipeline: {len(names)} stages in {total:.0f}s -> {wd.root}", flush=True)
     return summaries
 
 
 def main(argv=None) -> int:
-    return config_lib.config_main(run, argv, description="LANTERN end to end", config="configs/demo.py",
-                                  workdir="runs/demo", errors=(DataError,))
+    return cli.main(run, argv, description="LANTERN end to end", config="configs/demo.py", workdir="runs/demo")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Shared helpers for the teacher-path tests: real D_base pairs (data/synth.py), generated once per
+"""Shared helpers for the teacher-path tests: real D_base pairs (data/synth/), generated once per
 process, and simulated-teacher records built without HTTP for the gate and parser tests."""
 from __future__ import annotations
 

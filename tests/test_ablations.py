@@ -1,22 +1,22 @@
-"""The ablation command on a one-seed micro base shrunk further (as tests/test_notebook.py shrinks
-the pipeline): one cell of each kind of run (an explainer divergence, λ_kd = 0, the two-stage
-chain, a classifier variant, compression off) trains for real for 2 steps, is scored, lands in the
-table with finite numbers, and a rerun trains nothing."""
+"""The ablation command on a one-seed micro base: one cell of each kind of run (an explainer
+divergence, λ_kd = 0, the two-stage chain, a classifier variant, compression off) trains for real
+for 2 steps, is scored, lands in the table with finite numbers, and a rerun trains nothing. The
+base is a copy of the session's micro run (tests/conftest.py): its shared stages are finished, so
+only the cells train."""
 import json
 import math
 import os
-import subprocess
-import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from pipeline_fixtures import copy_run, run_module
+
+pytestmark = [pytest.mark.slow, pytest.mark.subprocess, pytest.mark.real_weights,
+              pytest.mark.xdist_group("micro_run")]
+BASE_STAGES = ("data", "blackbox", "seed", "inhouse", "d_t")
 CELLS = ("divergence/forward_kl", "kd/data_only", "stages/two_stage", "classifier/hard_only", "compression/off")
 FAST = [f"--config.cells={','.join(CELLS)}",
-        "--config.base.data.n_pairs=120", "--config.base.teacher.n_seed=60",
-        "--config.base.d_t.n_train=8", "--config.base.d_t.n_dev=4", "--config.base.d_t.max_new_tokens=16",
-        "--config.base.d_t.batch_size=8",
-        *(f"--config.base.{job}.{key}" for job in ("inhouse", "explainer", "classifier")
+        *(f"--config.base.{job}.{key}" for job in ("explainer", "classifier")
           for key in ("train.steps=2", "train.batch_size=4", "train.eval_batches=1", "optim.warmup_steps=1")),
         # shorter sequences: each run compiles its own steps, and compile time follows length
         "--config.base.explainer.data.max_length=256", "--config.base.classifier.data.max_length=128",
@@ -26,16 +26,15 @@ FAST = [f"--config.cells={','.join(CELLS)}",
 
 
 def ablate(workdir):
-    proc = subprocess.run([sys.executable, "-m", "lantern_jax.ablations", "--config", "configs/ablations.py:micro",
-                           "--workdir", str(workdir), *FAST], cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"})
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc.stdout
+    return run_module("lantern_jax.ablations", "--config", "configs/ablations.py:micro", "--workdir", str(workdir),
+                      *FAST)
 
 
 @pytest.fixture(scope="module")
-def first_run(tmp_path_factory):
+def first_run(micro_run, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("ablations")
+    (workdir / "base").mkdir()
+    copy_run(micro_run[0], workdir / "base", BASE_STAGES)
     return workdir, ablate(workdir)
 
 
@@ -66,4 +65,4 @@ def test_rerun_skips_every_finished_cell(first_run):
     workdir, _ = first_run
     stdout = ablate(workdir)
     assert "[train]" not in stdout
-    assert stdout.count("done, skipped") == 5 + len(CELLS)  # the base's stages and every cell
+    assert stdout.count("done, skipped") == len(BASE_STAGES) + 1 + len(CELLS)  # base, uncompressed D_cls, cells

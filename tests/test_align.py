@@ -12,7 +12,7 @@ from lantern_jax.data import datasets, prompts
 from lantern_jax.data.schema import FIT_LEVELS
 from lantern_jax.data.tokenizer import train_tokenizer
 from lantern_jax.models import gguf
-from lantern_jax.teacher import align
+from lantern_jax.teacher import align, token_alignment
 from lantern_jax.teacher.client import ApiTeacher
 from lantern_jax.teacher.config import TeacherConfig
 from lantern_jax.teacher.label import label_pairs, read_records
@@ -94,7 +94,7 @@ def _expected_tail(content, text, vocab, token_ids):
 def test_identical_tokenizers_give_the_teacher_distribution_exactly(records, qwen):
     enc = qwen._tokenizer
     for r in records:
-        seq = align.align_to_student(r["logprobs"], qwen, k=K, text=r["raw_text"])
+        seq = token_alignment.align_to_student(r["logprobs"], qwen, k=K, text=r["raw_text"])
         teacher_ids = [enc.encode_single_token(t["token"].encode("utf-8")) for t in r["logprobs"]]
         assert seq.token_ids.tolist() == teacher_ids
         assert seq.kd_mask.all() and not seq.prefix_mapped.any() and not seq.unmapped.any()
@@ -108,9 +108,10 @@ def test_identical_tokenizers_give_the_teacher_distribution_exactly(records, qwe
 
 
 @pytest.mark.parametrize("student", ["smollm2", "domain_bpe"])
+@pytest.mark.real_weights
 def test_different_tokenizers_report_covered_mass_and_keep_the_tail_exact(records, student, request):
     tok = request.getfixturevalue(student)
-    vocab = align.StudentVocab(tok)
+    vocab = token_alignment.StudentVocab(tok)
     # Some candidates made unreadable (partial UTF-8 strings, no bytes): their mass must land in the tail.
     damaged = copy.deepcopy(records)
     for r in damaged:
@@ -119,7 +120,7 @@ def test_different_tokenizers_report_covered_mass_and_keep_the_tail_exact(record
                 if alt["token"] != entry["token"]:
                     alt["token"] = "\ufffd" + alt["token"]
     for r in damaged:
-        seq = align.align_to_student(r["logprobs"], vocab, k=64, text=r["raw_text"])
+        seq = token_alignment.align_to_student(r["logprobs"], vocab, k=64, text=r["raw_text"])
         assert seq.token_ids.tolist() == tok(r["raw_text"], add_special_tokens=False)["input_ids"]
         expected = _expected_tail(r["logprobs"], r["raw_text"], vocab, seq.token_ids)
         kd = np.array([e is not None for e in expected])
@@ -132,7 +133,7 @@ def test_different_tokenizers_report_covered_mass_and_keep_the_tail_exact(record
         assert (seq.topk_ids[rows, 0] == seq.token_ids[rows]).all() and (seq.topk_logprobs[rows, 0] == 0).all()
         assert np.isneginf(seq.topk_logprobs[rows, 1:]).all()
     # Cutting to k moves the cut mass into the tail, still exactly.
-    seq = align.align_to_student(damaged[0]["logprobs"], vocab, k=3, text=damaged[0]["raw_text"])
+    seq = token_alignment.align_to_student(damaged[0]["logprobs"], vocab, k=3, text=damaged[0]["raw_text"])
     assert seq.truncated.sum() > 0
     np.testing.assert_allclose(seq.tail, seq.unmapped + seq.teacher_missing + seq.truncated, rtol=0, atol=1e-9)
 
@@ -146,6 +147,7 @@ def test_different_tokenizers_report_covered_mass_and_keep_the_tail_exact(record
     assert "covered mass per KD position: mean" in str(report)
 
 
+@pytest.mark.real_weights
 def test_records_become_d_t_and_round_trip(records, smollm2, tmp_path):
     rows, _ = align.align_records(records, smollm2, k=K)
     eos = smollm2.eos_token_id
@@ -169,14 +171,14 @@ def test_records_become_d_t_and_round_trip(records, smollm2, tmp_path):
 
 def test_label_probs_come_from_the_fit_level_token(records):
     for r in records:
-        got = align.align_label_probs(r)
+        got = token_alignment.align_label_probs(r)
         fit = r["fit_probs"]
         assert got.source == "teacher" and got.probs.tolist() == pytest.approx([fit[lvl] for lvl in FIT_LEVELS])
         assert got.unmatched == pytest.approx(1 - fit["mass"])
-        again = align.align_label_probs({**r, "fit_probs": None})  # read from the stored top-20 logprobs
+        again = token_alignment.align_label_probs({**r, "fit_probs": None})  # read from the stored top-20 logprobs
         np.testing.assert_allclose(again.probs, got.probs, atol=1e-6)
     bare = {**records[0], "fit_probs": None, "logprobs": None}
-    hard = align.align_label_probs(bare)
+    hard = token_alignment.align_label_probs(bare)
     assert hard.source == "hard" and hard.unmatched == 1.0
     assert FIT_LEVELS[int(np.argmax(hard.probs))] == records[0]["assessment"]["fit_level"]
 
@@ -191,7 +193,7 @@ def test_partial_utf8_tokens_are_placed_by_the_text(qwen):
         token = raw.decode("utf-8", "replace")
         content.append({"token": token, "logprob": -0.1,
                         "top_logprobs": [{"token": token, "logprob": -0.1}, {"token": " job", "logprob": -3.0 - n}]})
-    seq = align.align_to_student(content, qwen, k=4, text=text)
+    seq = token_alignment.align_to_student(content, qwen, k=4, text=text)
     assert seq.token_ids.tolist() == enc.encode(text) and seq.kd_mask.all()
     assert (seq.topk_ids[:, 0] == seq.token_ids).all() and np.allclose(seq.topk_logprobs[:, 0], -0.1)
 
@@ -208,7 +210,7 @@ def _malformed(records):
 
 def test_malformed_records_fail_with_one_line_naming_the_record(records, qwen):
     for bad, message in _malformed(records):
-        with pytest.raises(align.AlignmentError, match=message) as info:
+        with pytest.raises(token_alignment.AlignmentError, match=message) as info:
             align.align_records([records[0], bad], qwen, k=K)
         text = str(info.value)
         assert text.startswith(f"record 2 (pair_id {records[1]['pair_id']!r}): ") and "\n" not in text

@@ -8,14 +8,13 @@ import dataclasses
 import json
 
 import ml_collections
-import numpy as np
 import pytest
 from flax import nnx
 
 import train_fixtures
 from lantern_jax import audit
 from lantern_jax.data import prompts, synth
-from lantern_jax.pipeline import Workdir, classifier_text
+from lantern_jax.data.rundir import RunDir
 
 SPLIT_FILES = ("train", "dev", "test", "heldout_occupation", "heldout_company")
 
@@ -31,12 +30,12 @@ OUTSIDE_SUMMARY = ("gender", "age_graduation", "placebo", "inject_headline", "in
 
 
 def classifier_sees(cue: str, pair) -> bool:
-    return cue in OUTSIDE_SUMMARY or "Summary:" in classifier_text(pair)
+    return cue in OUTSIDE_SUMMARY or "Summary:" in prompts.classifier_text(pair)
 
 
 def readers(pair):
     """What each judge reads: the classifier's input, the explainer's and the teacher's prompts."""
-    return (classifier_text(pair), prompts.inhouse_messages(pair)[0]["content"],
+    return (prompts.classifier_text(pair), prompts.inhouse_messages(pair)[0]["content"],
             prompts.single_call_messages(pair)[1]["content"])
 
 
@@ -61,7 +60,7 @@ def test_counterfactuals_keep_the_truth_and_show_the_cue(pairs):
             assert all("| he/him" in t and "she/her" not in t for t in new)
             for text in new[1:]:
                 assert f"Summary: {m.name} (he/him)." in text
-                assert synth._squash(female) not in synth._squash(text.split("Summary:")[1].split("\n")[0])
+                assert synth.squash(female) not in synth.squash(text.split("Summary:")[1].split("\n")[0])
         elif cf.cue == "age_graduation":
             for old, e in zip(cf.original.member.education, m.education):
                 assert e.year == old.year - audit.AGE_SHIFT_YEARS and all(f"({e.year})" in t for t in new)
@@ -157,13 +156,14 @@ ANSWER = json.dumps({"requirements": [{"requirement": "SQL", "importance": "requ
                      "fit_level": "medium", "explanation": "You are a medium fit for this job. SQL is met."})
 
 
+@pytest.mark.slow
 def test_audit_end_to_end_on_a_tiny_workdir(tmp_path, pairs):
     from lantern_jax.data.tokenizer import train_tokenizer
     from lantern_jax.models import hf
     from lantern_jax.models.decoder import DecoderConfig
     from lantern_jax.models.encoder import Classifier, ClassifierConfig, EncoderConfig
 
-    wd = Workdir(str(tmp_path))
+    wd = RunDir(str(tmp_path))
     for split in SPLIT_FILES:
         synth.write_pairs(wd("data", f"pairs_{split}.jsonl"), pairs[:4] if split == "test" else [])
     tok = train_tokenizer([json.dumps(prompts.inhouse_messages(p)) for p in pairs] + [ANSWER], vocab_size=1024)
@@ -178,7 +178,7 @@ def test_audit_end_to_end_on_a_tiny_workdir(tmp_path, pairs):
     cfg = ml_collections.ConfigDict({
         "seed": 0, "evaluate": {"n_per_split": 4, "n_audit": 2, "max_new_tokens": 4},
         "classifier": {"data": {"max_length": 512}},
-        "teacher": {"error_rates": {}, "fault_rates": {}, "concurrency": 8, "top_logprobs": 5}})
+        "blackbox": {"error_rates": {}, "fault_rates": {}, "concurrency": 8, "top_logprobs": 5}})
 
     metrics = audit.audit(cfg, wd)
     json.dumps(metrics, allow_nan=False)  # JSON-serialisable as it stands

@@ -1,6 +1,7 @@
 """Generation: greedy decoding with the KV cache equals step-by-step full recomputation."""
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from flax import nnx
 
 from lantern_jax.generate import SamplingConfig, bucket, generate_ids
@@ -42,6 +43,7 @@ def test_greedy_equals_full_recompute_and_stops():
     assert len(got[0][0]) <= 5  # stopped at the stop token
 
 
+@pytest.mark.slow
 def test_sampling_is_seeded_and_top_k_one_is_greedy():
     model = DecoderLM(CFG, rngs=nnx.Rngs(4))
     prompts = [[1, 2, 3], [4, 5]]

@@ -1,13 +1,14 @@
 """Greedy generation with the real SmolLM2-135M-Instruct weights equals transformers' PyTorch
 `generate`, token for token (3 chat prompts, 32 new tokens); ours runs them as one padded batch."""
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 import transformers  # noqa: E402
 
 from lantern_jax.generate import SamplingConfig, generate_ids  # noqa: E402
-from lantern_jax.models import gguf, hf  # noqa: E402
+from lantern_jax.models import gguf, hf, sources  # noqa: E402
+
+pytestmark = [pytest.mark.slow, pytest.mark.real_weights]
 
 PROMPTS = ["What does a data engineer do?",
            "Is a nurse with 5 years of ICU experience a good fit for an ICU charge nurse role?",
@@ -16,7 +17,7 @@ PROMPTS = ["What does a data engineer do?",
 
 def test_greedy_equals_transformers_generate(tmp_path):
     try:
-        model, tok = gguf.load_gguf(gguf.smollm2_gguf_path())
+        model, tok = sources.load_gguf(gguf.smollm2_gguf_path())
     except FileNotFoundError as e:
         pytest.skip(str(e))
     hf.save_hf(model, tmp_path, tokenizer=tok)

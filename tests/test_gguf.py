@@ -21,6 +21,8 @@ from lantern_jax.models import gguf as gguf_mod
 from lantern_jax.models.errors import CheckpointError
 from lantern_jax.models.gguf import read_gguf, smollm2_gguf_path
 
+pytestmark = [pytest.mark.real_weights]
+
 torch = pytest.importorskip("torch")
 
 

@@ -104,6 +104,7 @@ def minilm_path():
     return gt.get_model_path()
 
 
+@pytest.mark.real_weights
 def test_minilm_real_weights_match_torch_on_padded_batch(minilm_path, tmp_path):
     tok = hf.load_tokenizer(minilm_path)
     texts = ["Senior data engineer: Spark, Airflow and 5+ years of Python.",
@@ -120,6 +121,7 @@ def test_minilm_real_weights_match_torch_on_padded_batch(minilm_path, tmp_path):
     assert max_diff(torch_out(back, ids, mask), expected, mask) <= TOL
 
 
+@pytest.mark.real_weights
 def test_minilm_classifier_from_encoder_checkpoint(minilm_path, tmp_path):
     """A bare encoder checkpoint loads as a classifier (random head) and exports as
     BertForSequenceClassification with the same logits in transformers."""

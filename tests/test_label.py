@@ -28,6 +28,7 @@ def _lines(path):
         return [line for line in f.read().split("\n") if line]
 
 
+@pytest.mark.subprocess
 def test_kill_midway_then_restart_labels_each_pair_once_without_paying_twice(tmp_path):
     pairs = synth_pairs(200)
     pairs_file = write_pairs_file(tmp_path / "pairs.jsonl", pairs)

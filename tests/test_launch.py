@@ -16,6 +16,7 @@ import pytest
 import train_fixtures
 from lantern_jax import config as config_lib
 from lantern_jax import train as train_lib
+from lantern_jax import train_log
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAUNCHER = os.path.join(ROOT, "launch", "tpu_vm.py")
@@ -124,6 +125,8 @@ def test_without_dry_run_the_commands_run_in_order_and_a_failure_stops(tmp_path)
 
 
 @pytest.mark.skipif(shutil.which("gcloud") is None, reason="gcloud is not installed")
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_real_gcloud_accepts_every_flag(tmp_path):
     """gcloud parses arguments before it asks for credentials: with an empty config (no account,
     no GCE metadata lookup) a bad flag exits 2 at parsing, valid commands exit 1 at 'no account'."""
@@ -171,6 +174,8 @@ def free_port():
 
 
 @pytest.mark.skipif(jax.device_count() < 4, reason="the one-process reference needs 4 devices")
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_worker_entry_point_two_processes_on_localhost_match_one_process(tmp_path):
     data_dir, tokenizer = train_fixtures.build(str(tmp_path / "fixtures"))
     config = os.path.join(ROOT, "configs/explainer_kd.py:local")
@@ -203,7 +208,7 @@ def test_worker_entry_point_two_processes_on_localhost_match_one_process(tmp_pat
         assert p.returncode == 0, out[-3000:]
     assert "steps 0->4" in outs[0]
     assert "4" in os.listdir(workdir / "checkpoints")
-    two, one = (train_lib.read_metrics(str(d))["train"] for d in (workdir, tmp_path / "one"))
+    two, one = (train_log.read_metrics(str(d))["train"] for d in (workdir, tmp_path / "one"))
     assert [r["step"] for r in two] == [1, 2, 3, 4]
     assert all(math.isfinite(r[k]) for r in two for k in ("loss", "ce", "kd", "grad_norm"))
     for a, b in zip(two, one):

@@ -407,7 +407,7 @@ def test_online_teacher_with_a_wider_padded_vocabulary():
     ids = jnp.asarray(rng.integers(0, 24, (2, 6)), jnp.int32)
     batch = {"input_ids": ids, "attention_mask": jnp.ones_like(ids), "labels": jnp.roll(ids, -1, 1),
              "loss_mask": jnp.ones_like(ids)}
-    cfg = train_config("explainer_kd").loss
-    loss, m = objectives.explainer_kd(student, batch, 0, cfg, jnp.float32(12), teacher)
+    objective = objectives.ExplainerKD(train_config("explainer_kd"))
+    loss, m = objective.loss(student, batch, 0, jnp.float32(12), teacher)
     expected = L.forward_kl(student(ids), teacher(ids)[..., :24], batch["loss_mask"])
     np.testing.assert_allclose(m["kd"], expected, rtol=1e-5)

@@ -10,7 +10,7 @@ from jax.sharding import AbstractMesh, AxisType, NamedSharding, PartitionSpec as
 
 from lantern_jax import config as config_lib
 from lantern_jax import memory_fit as mf
-from lantern_jax import train
+from lantern_jax import train_step
 
 FULL_SIZE = ["configs/teacher_sft.py:qwen7b", "configs/explainer_kd.py:qwen1.5b",
              "configs/explainer_kd.py:qwen0.5b", "configs/classifier_kd.py:modernbert"]
@@ -43,7 +43,7 @@ def test_parameter_bytes_match_the_published_model_sizes(variant):
     one_chip = AbstractMesh((1, 1, 1), ("data", "fsdp", "tensor"), axis_types=(AxisType.Auto,) * 3)
     model, _, _ = mf.abstract_models(cfg, one_chip)
     param_bytes = mf.tree_bytes(nnx.state(model, nnx.Param), one_chip)
-    assert param_bytes == 4 * train.param_count(model)  # fp32 master weights
+    assert param_bytes == 4 * train_step.param_count(model)  # fp32 master weights
     assert param_bytes / 4 == pytest.approx(PUBLISHED[variant], rel=0.01)
     # sharded on its slice, the devices together hold each parameter once per data-parallel replica
     report = mf.fit_report(cfg, "v5p-32", variant)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from lantern_jax.models import hf
+from lantern_jax.models import hf, hf_config
 from lantern_jax.models import layers as L
 from lantern_jax.models.decoder import DecoderConfig, DecoderLM
 from lantern_jax.models.encoder import Classifier, ClassifierConfig, Encoder, EncoderConfig
@@ -64,7 +64,7 @@ def test_scanned_layers_equal_unscanned_with_remat(cfg, cls):
     ids, mask, _ = batch("right")
     plain = make(cls, cfg)
     # Same weights: copy the unscanned blocks into the stacked layout through an HF export.
-    scanned = hf.model_from_state(hf.config_to_hf(plain), dict(hf.hf_tensors(plain)),
+    scanned = hf.model_from_state(hf_config.config_to_hf(plain), dict(hf.hf_tensors(plain)),
                                   scan_layers=True, remat="full")
     leaf = jax.tree.leaves(nnx.state(scanned, nnx.Param))
     assert any(x.shape[0] == cfg.num_layers and x.ndim >= 2 for x in leaf)  # really stacked
@@ -148,7 +148,7 @@ def test_classifier_pooling_is_padding_side_invariant():
 
 def test_bf16_compute_keeps_fp32_params_and_is_close():
     fp32 = make(DecoderLM, DEC)
-    bf16 = hf.model_from_state(hf.config_to_hf(fp32), dict(hf.hf_tensors(fp32)), dtype="bfloat16")
+    bf16 = hf.model_from_state(hf_config.config_to_hf(fp32), dict(hf.hf_tensors(fp32)), dtype="bfloat16")
     assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(nnx.state(bf16, nnx.Param)))
     ids, mask, _ = batch("right")
     a, b = call(fp32, ids, mask), call(bf16, ids, mask)

@@ -1,7 +1,8 @@
 """The Colab notebook runs top to bottom on CPU: it skips the install (lantern_jax is importable),
-picks the micro size, runs the real pipeline, shows the plots as PNG outputs, the key metrics and
-report.md. The micro config is trimmed through the notebook's OVERRIDES parameter (fewer pairs,
-steps and generated tokens) so the run stays well under the full micro run of test_pipeline.py.
+picks the micro size, runs the pipeline, shows the plots as PNG outputs, the key metrics and
+report.md. Its WORKDIR is a copy of the session's micro run (tests/conftest.py), so the pipeline
+cell finds every stage finished and the notebook's own cells are what runs here; the stages
+themselves are tested by tests/test_pipeline.py on the same run.
 
 The kernel is this interpreter (a kernelspec written into tmp_path that names sys.executable), so
 a python3 kernelspec installed elsewhere on the machine can't pick another Python.
@@ -13,24 +14,16 @@ import os
 import sys
 
 import nbformat
+import pytest
 from ipykernel.kernelspec import write_kernel_spec
 from jupyter_client import KernelManager
 from jupyter_client.kernelspec import KernelSpecManager
 from nbclient import NotebookClient
 
+from pipeline_fixtures import MICRO_STAGES, copy_run
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOK = os.path.join(ROOT, "notebooks", "lantern_colab_tpu.ipynb")
-
-# micro, smaller still: every stage runs for real on a handful of examples
-FAST = ["--config.data.n_pairs=200", "--config.teacher.n_seed=48",
-        "--config.d_t.n_train=16", "--config.d_t.n_dev=4", "--config.d_t.max_new_tokens=32",
-        "--config.d_t.batch_size=16",
-        *(f"--config.{job}.{key}" for job, batch in (("inhouse", 4), ("explainer", 4), ("classifier", 8))
-          for key in ("train.steps=4", f"train.batch_size={batch}", "train.eval_batches=1",
-                      "optim.warmup_steps=2")),
-        "--config.evaluate.n_per_split=16", "--config.evaluate.n_explain=2",
-        "--config.evaluate.max_new_tokens=32"]
-
 
 def read_notebook():
     return nbformat.read(NOTEBOOK, as_version=4)
@@ -68,12 +61,15 @@ def test_notebook_is_clean_and_parameterised():
         assert f'"{wheel}"' in install, wheel
 
 
-def test_notebook_runs_the_pipeline_on_cpu(tmp_path, monkeypatch):
+@pytest.mark.slow
+@pytest.mark.subprocess
+@pytest.mark.xdist_group("micro_run")
+def test_notebook_runs_the_pipeline_on_cpu(micro_run, tmp_path, monkeypatch):
     nb = read_notebook()
-    workdir = tmp_path / "run"
+    workdir = copy_run(micro_run[0], tmp_path / "run")
     params = tagged(nb, "parameters")
     injected = nbformat.v4.new_code_cell(  # papermill's convention: a cell after the parameters
-        f'SIZE = "auto"\nWORKDIR = {str(workdir)!r}\nOVERRIDES = {FAST!r}',
+        f'SIZE = "auto"\nWORKDIR = {str(workdir)!r}\nOVERRIDES = []',
         metadata={"tags": ["injected-parameters"]})
     nb.cells.insert(nb.cells.index(params) + 1, injected)
 
@@ -92,8 +88,9 @@ def test_notebook_runs_the_pipeline_on_cpu(tmp_path, monkeypatch):
     devices = stream(tagged(nb, "devices"))
     assert "(cpu)" in devices and "size: micro" in devices, devices
 
+    assert stream(tagged(nb, "pipeline")).count("done, skipped") == len(MICRO_STAGES)  # read the run
     ev = workdir / "evaluate"
-    for stage in ("data", "teacher", "seed", "inhouse", "d_t", "explainer", "classifier", "evaluate"):
+    for stage in MICRO_STAGES:
         assert (workdir / stage / "DONE.json").exists(), stage
     for name in ("report.md", "metrics.json", "reliability.png", "confusion.png"):
         assert (ev / name).stat().st_size > 0, name
@@ -103,7 +100,7 @@ def test_notebook_runs_the_pipeline_on_cpu(tmp_path, monkeypatch):
         for ref in ("vs_teacher", "vs_truth"):
             c = m["classifier"][ref]
             assert c["n"] > 0 and math.isfinite(c["accuracy"]) and math.isfinite(c["macro_f1"]), (split, ref)
-        assert 0 <= m["classifier"]["ece"] <= 1 and m["explainer"]["n"] == 2
+        assert 0 <= m["classifier"]["ece"] <= 1 and m["explainer"]["n"] == 4  # micro: n_explain 4
         assert math.isfinite(m["explainer"]["structure_validity"])
     for key in ("classifier_temperature", "classifier_ms_per_pair", "explainer_ms_per_token"):
         assert math.isfinite(metrics[key]) and metrics[key] > 0, key

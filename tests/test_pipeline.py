@@ -5,19 +5,13 @@ decoders are too small to write parseable assessments; the default size is where
 measured.)"""
 import json
 import math
-import os
-import subprocess
-import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import pytest
 
+from pipeline_fixtures import MICRO_STAGES, run_module
 
-def run_pipeline(workdir):
-    proc = subprocess.run([sys.executable, "-m", "lantern_jax.pipeline", "--config", "configs/demo.py:micro",
-                           "--workdir", str(workdir)], cwd=ROOT, capture_output=True, text=True, timeout=900,
-                          env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"})
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc.stdout
+pytestmark = [pytest.mark.slow, pytest.mark.subprocess, pytest.mark.real_weights,
+              pytest.mark.xdist_group("micro_run")]
 
 
 def finite_numbers(tree):
@@ -28,11 +22,11 @@ def finite_numbers(tree):
     return [tree] if isinstance(tree, (int, float)) else []
 
 
-def test_micro_pipeline_end_to_end_then_skips(tmp_path):
-    out = run_pipeline(tmp_path)
-    for stage in ("data", "teacher", "seed", "inhouse", "d_t", "explainer", "classifier", "evaluate"):
-        assert (tmp_path / stage / "DONE.json").exists(), stage
-    ev = tmp_path / "evaluate"
+def test_micro_pipeline_end_to_end_then_skips(micro_run):
+    run, out = micro_run
+    for stage in MICRO_STAGES:
+        assert (run / stage / "DONE.json").exists(), stage
+    ev = run / "evaluate"
     for name in ("report.md", "metrics.json", "reliability.png", "confusion.png"):
         assert (ev / name).stat().st_size > 0, name
     metrics = json.loads((ev / "metrics.json").read_text())
@@ -55,7 +49,7 @@ def test_micro_pipeline_end_to_end_then_skips(tmp_path):
     assert "## Fit classifier" in report and "## Explainer" in report and "reliability.png" in report
     audit = metrics["audit"]  # the fairness / injection audit ran on the micro models
     assert "## Fairness and injection audit" in report and audit["cues"]
-    assert "teacher" in out and "pipeline: 8 stages" in out
+    assert "blackbox" in out and "pipeline: 8 stages" in out
 
-    again = run_pipeline(tmp_path)
+    again = run_module("lantern_jax.pipeline", "--config", "configs/demo.py:micro", "--workdir", str(run))
     assert again.count("done, skipped") == 8

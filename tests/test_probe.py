@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from lantern_jax import probe
-from lantern_jax.models import hf
+from lantern_jax.models.kinds import build_model
 from lantern_jax.models.encoder import ClassifierConfig, EncoderConfig
 
 
@@ -46,7 +46,7 @@ def test_init_head_writes_the_fitted_head_into_the_model():
     # features, so the fitted head must classify the training batches
     enc = EncoderConfig(vocab_size=64, hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64,
                         max_position_embeddings=32)
-    model = hf.build_model("classifier", ClassifierConfig(enc, pooling="mean"), seed=0)
+    model = build_model("classifier", ClassifierConfig(enc, pooling="mean"), seed=0)
     rng = np.random.default_rng(0)
     batches = []
     for _ in range(6):

@@ -16,13 +16,11 @@ import threading
 import time
 
 import httpx
-import numpy as np
 import pytest
 from flax import nnx
 
 import train_fixtures
 from lantern_jax.data import prompts, synth
-from lantern_jax.data.input_pipeline import prompt_ids
 from lantern_jax.data.tokenizer import train_tokenizer
 from lantern_jax.models import hf
 from lantern_jax.models.decoder import DecoderConfig, DecoderLM
@@ -31,7 +29,6 @@ from lantern_jax.serve.__main__ import main as serve_main
 from lantern_jax.serve.app import create_app
 from lantern_jax.serve.batcher import MicroBatcher
 from lantern_jax.serve.config import ServeConfig
-from lantern_jax.serve.fit import classifier_text
 from lantern_jax.serve.runner import serve_in_thread
 from lantern_jax.serve.schemas import PairIn
 from lantern_jax.serve.service import Service, load_service
@@ -168,7 +165,7 @@ def test_fit_scores_pairs_and_batches_concurrent_requests(server, pairs):
         batched = body["results"][i]["probabilities"]
         assert all(abs(alone[k] - batched[k]) < 1e-5 for k in alone)
     # tokenizing a prefix of each pair text gives exactly the truncated full-text tokens
-    texts = [classifier_text(p) for p in pairs]
+    texts = [prompts.classifier_text(p) for p in pairs]
     assert service.scorer.encode(texts) == service.scorer._tokenize(texts)
 
 

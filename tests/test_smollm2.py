@@ -15,7 +15,9 @@ import jax.numpy as jnp  # noqa: E402
 import transformers  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from lantern_jax.models import gguf, hf  # noqa: E402
+from lantern_jax.models import gguf, hf, hf_config, sources  # noqa: E402
+
+pytestmark = [pytest.mark.slow, pytest.mark.real_weights]
 
 PROMPTS = ["Is a registered nurse with 5 years of ICU experience a fit for an ICU charge nurse job?",
            "Hi", "Résumé: Python, SQL, 2019–2024 at Acme — data engineer."]
@@ -27,7 +29,7 @@ def smol(tmp_path_factory):
         path = gguf.smollm2_gguf_path()
     except FileNotFoundError as e:
         pytest.skip(str(e))
-    model, tok = gguf.load_gguf(path)
+    model, tok = sources.load_gguf(path)
     texts = [tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
                                      add_generation_prompt=True) for p in PROMPTS]
     enc = tok(texts, padding=True, return_tensors="np")
@@ -53,7 +55,7 @@ def test_float64_logits_equal_transformers(smol):
     expected = torch_logits(ref.double(), ids, mask)
     ref.float()
     with jax.enable_x64(True):
-        ours = hf.model_from_state(hf.config_to_hf(model), dict(hf.hf_tensors(model)),
+        ours = hf.model_from_state(hf_config.config_to_hf(model), dict(hf.hf_tensors(model)),
                                    dtype="float64", param_dtype="float64")
         got = np.asarray(nnx.jit(lambda m, i, k: m(i, k))(ours, jnp.asarray(ids), jnp.asarray(mask)))
     assert got.dtype == np.float64

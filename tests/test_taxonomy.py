@@ -89,6 +89,7 @@ def test_loader_is_cached_and_reports_a_missing_file(tmp_path):
         load_taxonomy().occupation("99-9999.99")
 
 
+@pytest.mark.subprocess
 def test_import_reads_nothing():
     code = ("import lantern_jax.data.taxonomy as t, lantern_jax.data.synth, lantern_jax.data.datasets, sys; "
             "print(t.load_taxonomy.cache_info().currsize, 'tensorflow_datasets' in sys.modules)")

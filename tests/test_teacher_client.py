@@ -179,6 +179,7 @@ def _label_cli(pairs_file, out_dir, url, key):
     return subprocess.run(args, capture_output=True, text=True, env=env, timeout=120)
 
 
+@pytest.mark.subprocess
 def test_api_key_never_reaches_logs_caches_or_records(tmp_path):
     secret, wrong_key = "sk-test-" + "Zq8" * 12, "sk-wrong-" + "Xy7" * 10
     pairs_file = write_pairs_file(tmp_path / "pairs.jsonl", PAIRS[:6])
@@ -216,6 +217,7 @@ def test_profiles_leave_redacted_when_redaction_applies(tmp_path):
     assert ApiTeacher(_config("https://api.example.com/v1")).redact  # on by default off the machine
 
 
+@pytest.mark.subprocess
 def test_server_in_a_child_process_labels_the_same_and_stops(tmp_path):
     """serve_in_process (the pipeline's teacher stage): same records as the in-thread server, and
     the child is gone when the block exits."""

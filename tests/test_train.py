@@ -14,6 +14,7 @@ import pytest
 import train_fixtures
 from lantern_jax import config as config_lib
 from lantern_jax import train as train_lib
+from lantern_jax import train_log
 from lantern_jax.config import ConfigError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -40,10 +41,12 @@ def kd_config(data, **overrides):
 def losses_by_step(workdir):
     if not os.path.exists(os.path.join(workdir, "metrics.jsonl")):
         return {}
-    return {r["step"]: r["loss"] for r in train_lib.read_metrics(str(workdir)).get("train", [])}
+    return {r["step"]: r["loss"] for r in train_log.read_metrics(str(workdir)).get("train", [])}
 
 
 @pytest.mark.skipif(jax.device_count() != 8, reason="needs the 8 fake devices of conftest")
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_mesh_2x2x2_with_accumulation_gives_single_device_losses(data, tmp_path):
     one = kd_config(data, **{"mesh.data": 1})
     # 8 devices: (2, 2, 2) mesh, and the batch in 2 micro-batches of 4
@@ -83,6 +86,8 @@ def committed_steps(workdir) -> list[int]:
     return [int(d.name) for d in root.iterdir() if d.name.isdigit() and int(d.name) >= 4] if root.exists() else []
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_sigkill_at_random_step_then_resume_gives_identical_losses(data, tmp_path):
     reference = tmp_path / "reference"
     run_cli(reference, data)
@@ -131,6 +136,8 @@ def free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_two_processes_train_checkpoint_and_resume(data, tmp_path):
     port = free_port()
     env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
@@ -186,6 +193,7 @@ def test_remat_without_scan_warns_on_cpu(data, caplog):
     assert "saves no memory" not in caplog.text
 
 
+@pytest.mark.subprocess
 def test_missing_dataset_dir_and_cli_exit_code(data, tmp_path):
     cfg = kd_config(data)
     cfg.data.dir = str(tmp_path / "nowhere")
@@ -198,14 +206,15 @@ def test_missing_dataset_dir_and_cli_exit_code(data, tmp_path):
     assert proc.stderr.strip().splitlines()[-1] == "error: unknown config key 'train.stepz'"
 
 
+@pytest.mark.slow
 def test_stage_chain_mid_then_small_from_mid_online(data, tmp_path):
     cfg = config_lib.load_config(os.path.join(ROOT, "configs/explainer_chain.py:local"))
     data_dir, tokenizer = data
     cfg.model.tokenizer = tokenizer
     cfg.data.update(dir=data_dir, topk=4, max_length=128)
     cfg.train.update(steps=4, batch_size=8, log_every=2, eval_every=4, eval_batches=1, checkpoint_every=4)
-    cfg.stages[0]["overrides"].update({"model.init.hidden_size": 32, "model.init.intermediate_size": 64})
-    cfg.stages[1]["overrides"].update({"model.init.hidden_size": 16, "model.init.num_heads": 2,
+    cfg.chain[0]["overrides"].update({"model.init.hidden_size": 32, "model.init.intermediate_size": 64})
+    cfg.chain[1]["overrides"].update({"model.init.hidden_size": 16, "model.init.num_heads": 2,
                                        "model.init.num_kv_heads": 1, "model.init.intermediate_size": 32})
     out = train_lib.run(cfg, str(tmp_path), devices=jax.devices()[:1])
     assert set(out) == {"mid", "small"}
@@ -222,7 +231,7 @@ def test_stage_chain_validates_every_stage_first(data, tmp_path):
     cfg = config_lib.load_config(os.path.join(ROOT, "configs/explainer_chain.py:local"))
     cfg.data.update(dir=data[0], topk=4)
     cfg.model.tokenizer = data[1]
-    cfg.stages[1]["overrides"]["teacher.source"] = "stage:large"
+    cfg.chain[1]["overrides"]["teacher.source"] = "stage:large"
     with pytest.raises(ConfigError, match="'stage:large' is not an earlier stage"):
         train_lib.run(cfg, str(tmp_path), devices=jax.devices()[:1])
     assert not (tmp_path / "mid").exists()

@@ -2,15 +2,19 @@
 import os
 
 import jax
+import pytest
 
 import train_fixtures
 from lantern_jax import config as config_lib
 from lantern_jax import train as train_lib
+from lantern_jax import train_log
 from lantern_jax.data import datasets
 from lantern_jax.data import input_pipeline as pipe
 from lantern_jax.generate import SamplingConfig, generate_ids
-from lantern_jax.models import hf
+from lantern_jax.models import hf, sources
 from lantern_jax.teacher.parse import TeacherOutputError, parse_assessment
+
+pytestmark = [pytest.mark.slow]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -44,12 +48,12 @@ def test_tiny_explainer_kd_learns(tmp_path):
     init_cfg = config_lib.load_config(os.path.join(ROOT, "configs/explainer_kd.py:local"))
     init_cfg.model.update(tokenizer=tok_dir)
     init_cfg.model.init.update(cfg.model.init.to_dict())
-    untrained, _ = train_lib.build_model(init_cfg.model, train_lib.validate(cfg, jax.devices()[:1]),
+    untrained, _ = sources.build(init_cfg.model, train_lib.validate(cfg, jax.devices()[:1]),
                                          seed=0, kind="lm")
     before = parse_rate(untrained, tokenizer, dev)
 
     out = train_lib.train(cfg, str(tmp_path / "run"), devices=jax.devices()[:1])
-    first = train_lib.read_metrics(str(tmp_path / "run"))["train"][0]["loss"]
+    first = train_log.read_metrics(str(tmp_path / "run"))["train"][0]["loss"]
     assert out["eval"]["loss"] < 0.3 * first, (first, out["eval"])
     after = parse_rate(hf.load_hf(tmp_path / "run" / "export"), tokenizer, dev)
     assert before == 0.0 and after >= 0.25, (before, after)

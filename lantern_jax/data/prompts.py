@@ -23,6 +23,7 @@ from typing import Callable, Iterable, Sequence
 
 from lantern_jax.data.schema import (ASSESSMENT_JSON_SCHEMA, EXPLANATION_OPENING, FIT_LEVELS, IMPORTANCE,
                                      DataError, JobPosting, MemberProfile, Pair)
+from lantern_jax.data.synth import read_pairs
 
 PROMPT_VERSION = "lantern-prompts-v1"
 MODES = ("single", "chain")
@@ -169,6 +170,13 @@ def render_member(member: MemberProfile, *, compact: bool = False) -> str:
         lines.append(f"- {_clean(e.degree)} in {_clean(e.field)}, {_clean(e.school)} ({e.year})")
     lines.append("Skills: " + ", ".join(_clean(s) for s in member.skills))
     return fence(MEMBER_BLOCK, "\n".join(lines))
+
+
+def classifier_text(pair: Pair, compress: bool = True) -> str:
+    """What the fit classifier reads, in training and in serving: the posting compressed to its
+    requirements and the profile's structured fields, so both fit a short encoder window.
+    `compress=False` keeps the whole posting (the compression ablation)."""
+    return f"{render_job(pair.job, compress=compress)}\n\n{render_member(pair.member, compact=True)}"
 
 
 def fenced_blocks(text: str) -> dict[str, str]:
@@ -401,7 +409,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", required=True, help="D_base pairs as JSONL (Pair.to_dict per line)")
     args = parser.parse_args(argv)
-    from lantern_jax.data.synth import read_pairs
     try:
         pairs = read_pairs(args.pairs)
     except DataError as e:

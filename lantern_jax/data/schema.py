@@ -8,13 +8,15 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from lantern_jax.errors import LanternError
+
 FIT_LEVELS = ("low", "medium", "high")  # ordinal: index order is low < medium < high
 VERDICTS = ("met", "partially_met", "not_met", "unknown")
 IMPORTANCE = ("required", "preferred")
 EXPLANATION_OPENING = "You are a {fit_level} fit for this job."
 
 
-class DataError(ValueError):
+class DataError(LanternError):
     """Bad input data, with a one-line message that names where (file:line) and what is wrong."""
 
 

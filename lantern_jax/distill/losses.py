@@ -54,9 +54,8 @@ classes ordered low < medium < high and a per-example mask or weight.
 from __future__ import annotations
 
 import functools
-import inspect
 import math
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -126,13 +125,22 @@ def _tvd(ls, lt):
     return 0.5 * jnp.sum(jnp.abs(jnp.exp(lt) - jnp.exp(ls)), axis=-1)
 
 
-_TOKEN_FNS = {
-    "forward_kl": _forward_kl,
-    "reverse_kl": _reverse_kl,
-    "jsd": _jsd,
-    "skew_kl": _skew_kl,
-    "skew_reverse_kl": _skew_reverse_kl,
-    "tvd": _tvd,
+class Divergence(NamedTuple):
+    """A divergence: its per-token function of (student, teacher) log-probabilities over the support,
+    and the names of its own parameters (config keys `loss.<param>`, floats in [0, 1])."""
+
+    token_fn: Callable[..., jax.Array]
+    params: tuple[str, ...] = ()
+
+
+# THE registry of divergences: the config key `loss.divergence`, the ablations and the losses below.
+DIVERGENCES: dict[str, Divergence] = {
+    "forward_kl": Divergence(_forward_kl),
+    "reverse_kl": Divergence(_reverse_kl),
+    "jsd": Divergence(_jsd, ("beta",)),
+    "skew_kl": Divergence(_skew_kl, ("alpha",)),
+    "skew_reverse_kl": Divergence(_skew_reverse_kl, ("alpha",)),
+    "tvd": Divergence(_tvd),
 }
 
 
@@ -178,7 +186,7 @@ def _teacher(log_p):
 def token_divergence(name, student_logits, teacher, temperature=1.0, *, estimator="renorm", **params):
     """Per-position divergence ``[...]`` (unmasked, unnormalised) between p_T and p_S."""
     _check(name, estimator, params)
-    return _TOKEN_FNS[name](*_support_log_probs(student_logits, teacher, temperature, estimator), **params)
+    return DIVERGENCES[name].token_fn(*_support_log_probs(student_logits, teacher, temperature, estimator), **params)
 
 
 def _token_cross_entropy(logits, labels, label_smoothing=0.0):
@@ -290,11 +298,11 @@ _chunked_sum.defvjp(_chunked_sum_fwd, _chunked_sum_bwd)
 
 
 def _check(name, estimator, params):
-    if name not in _TOKEN_FNS:
-        raise ValueError(f"unknown divergence {name!r}; expected one of {sorted(_TOKEN_FNS)}")
+    if name not in DIVERGENCES:
+        raise ValueError(f"unknown divergence {name!r}; expected one of {sorted(DIVERGENCES)}")
     if estimator not in ESTIMATORS:
         raise ValueError(f"unknown sparse-teacher estimator {estimator!r}; expected one of {ESTIMATORS}")
-    allowed = list(inspect.signature(_TOKEN_FNS[name]).parameters)[2:]
+    allowed = list(DIVERGENCES[name].params)
     for key, value in params.items():
         if key not in allowed:
             raise ValueError(f"divergence {name!r} takes {allowed or 'no parameters'}, got {key!r}")
@@ -312,7 +320,7 @@ def _token_sums(name, estimator, params, label_smoothing, x, unembedding, seq_co
     sums = ()
     if teacher is not None:
         ls, lt = _support_log_probs(logits, teacher, temperature, estimator)
-        sums += (_masked_sum(_TOKEN_FNS[name](ls, lt, **params), mask),)
+        sums += (_masked_sum(DIVERGENCES[name].token_fn(ls, lt, **params), mask),)
     if labels is not None:
         sums += (_masked_sum(_token_cross_entropy(logits, labels, label_smoothing), mask),)
     return sums
@@ -399,16 +407,6 @@ def skew_reverse_kl(student_logits, teacher_logits, mask=None, temperature=1.0, 
 def tvd(student_logits, teacher_logits, mask=None, temperature=1.0, **kw):
     """Total variation ½·Σ|p_T − p_S|, in [0, 1]."""
     return divergence("tvd", student_logits, teacher_logits, mask, temperature, **kw)
-
-
-DIVERGENCES = {
-    "forward_kl": forward_kl,
-    "reverse_kl": reverse_kl,
-    "jsd": jsd,
-    "skew_kl": skew_kl,
-    "skew_reverse_kl": skew_reverse_kl,
-    "tvd": tvd,
-}
 
 
 # ---------------------------------------------------------------------------------------------------

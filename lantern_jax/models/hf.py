@@ -1,12 +1,10 @@
-"""Hugging Face checkpoints <-> our NNX models.
+"""Hugging Face checkpoint folders <-> our NNX models: safetensors I/O and tokenizers.
 
 API: `load_hf(path, *, dtype=None, mesh=None)`, `save_hf(model, path)`, `load_tokenizer(path)`,
-and `model_from_state(config, tensors, ...)` (shared with the GGUF reader).
+and `model_from_state(config, tensors, ...)` (shared with GGUF files, see `models.sources`).
 
-One table per family maps HF tensor names to our parameter paths. An entry may join several of
-our tensors into one HF tensor (ModernBERT's fused Wqkv and Wi), split along HF's output rows.
-Linear weights are transposed (torch stores [out, in]; our kernels are [in, out]). Under a mesh,
-each tensor is placed straight into its shards with `jax.make_array_from_callback`.
+Config mapping lives in `hf_config`, the tensor-name tables in `hf_names`. Under a mesh, each
+tensor is placed straight into its shards with `jax.make_array_from_callback`.
 """
 from __future__ import annotations
 
@@ -23,325 +21,13 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from lantern_jax.models.decoder import Decoder, DecoderConfig, DecoderLM
-from lantern_jax.models.encoder import Classifier, ClassifierConfig, Encoder, EncoderConfig
+from lantern_jax.models.encoder import ClassifierConfig
 from lantern_jax.models.errors import CheckpointError
+from lantern_jax.models.hf_config import config_from_hf, config_to_hf
+from lantern_jax.models import hf_names
+from lantern_jax.models.kinds import Model, build_model
 
 log = logging.getLogger(__name__)
-
-SUPPORTED_TYPES = ("bert", "modernbert", "llama", "qwen2")
-KINDS = ("lm", "decoder", "encoder", "classifier")
-Model = DecoderLM | Decoder | Encoder | Classifier
-
-
-# --- configs ---------------------------------------------------------------------------------
-
-def _kind_from_architectures(archs: list[str], model_type: str) -> str:
-    arch = archs[0] if archs else ""
-    if arch.endswith("ForSequenceClassification"):
-        return "classifier"
-    if model_type in ("llama", "qwen2"):
-        return "decoder" if arch.endswith("Model") else "lm"
-    return "encoder"  # BertModel, ModernBertModel, *ForMaskedLM (its MLM head is not loaded)
-
-
-def config_from_hf(hf: Mapping[str, Any], *, kind: str | None = None, dtype=None,
-                   param_dtype=None, source: str = "config") -> tuple[str, Any]:
-    """(kind, our config) from an HF config dict. `kind` overrides what `architectures` says."""
-    from transformers import AutoConfig  # noqa: PLC0415  (heavy import, kept out of import time)
-
-    model_type = hf.get("model_type")
-    if model_type not in SUPPORTED_TYPES:
-        raise CheckpointError(f"{source}: unsupported model_type {model_type!r}; "
-                              f"supported: {', '.join(SUPPORTED_TYPES)}")
-    kind = kind or _kind_from_architectures(list(hf.get("architectures") or []), model_type)
-    if kind not in KINDS:
-        raise CheckpointError(f"{source}: unknown model kind {kind!r}; kinds: {KINDS}")
-    c = AutoConfig.for_model(**dict(hf))  # fills the family's defaults, normalises rope params
-    dt = {} if dtype is None else {"dtype": jnp.dtype(dtype).name}
-    if param_dtype is not None:
-        dt["param_dtype"] = jnp.dtype(param_dtype).name
-    if model_type in ("llama", "qwen2"):
-        rope = getattr(c, "rope_parameters", None) or {}
-        if rope.get("rope_type", "default") != "default":
-            raise CheckpointError(f"{source}: rope_type {rope.get('rope_type')!r} is not supported")
-        if getattr(c, "use_sliding_window", False):
-            raise CheckpointError(f"{source}: sliding-window Qwen2 attention is not supported")
-        qwen = model_type == "qwen2"
-        cfg = DecoderConfig(
-            family=model_type, vocab_size=c.vocab_size, hidden_size=c.hidden_size,
-            num_layers=c.num_hidden_layers, num_heads=c.num_attention_heads,
-            num_kv_heads=c.num_key_value_heads or c.num_attention_heads,
-            intermediate_size=c.intermediate_size,
-            head_dim=getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads,
-            rope_theta=float(rope.get("rope_theta", getattr(c, "rope_theta", 10_000.0))),
-            rms_norm_eps=c.rms_norm_eps, max_position_embeddings=c.max_position_embeddings,
-            tie_word_embeddings=bool(c.tie_word_embeddings),
-            qkv_bias=True if qwen else bool(c.attention_bias),
-            out_bias=False if qwen else bool(c.attention_bias),
-            mlp_bias=False if qwen else bool(getattr(c, "mlp_bias", False)),
-            hidden_act=c.hidden_act, bos_token_id=c.bos_token_id, eos_token_id=c.eos_token_id,
-            pad_token_id=c.pad_token_id, initializer_range=c.initializer_range, **dt)
-    elif model_type == "bert":
-        if getattr(c, "position_embedding_type", "absolute") != "absolute":
-            raise CheckpointError(f"{source}: BERT position_embedding_type "
-                                  f"{c.position_embedding_type!r} is not supported")
-        cfg = EncoderConfig(
-            family="bert", vocab_size=c.vocab_size, hidden_size=c.hidden_size,
-            num_layers=c.num_hidden_layers, num_heads=c.num_attention_heads,
-            intermediate_size=c.intermediate_size, max_position_embeddings=c.max_position_embeddings,
-            type_vocab_size=c.type_vocab_size, layer_norm_eps=c.layer_norm_eps,
-            hidden_act=c.hidden_act, pad_token_id=c.pad_token_id or 0,
-            initializer_range=c.initializer_range, **dt)
-    else:
-        every = _global_every(list(c.layer_types), source)
-        cfg = EncoderConfig(
-            family="modernbert", vocab_size=c.vocab_size, hidden_size=c.hidden_size,
-            num_layers=c.num_hidden_layers, num_heads=c.num_attention_heads,
-            intermediate_size=c.intermediate_size, max_position_embeddings=c.max_position_embeddings,
-            layer_norm_eps=c.norm_eps, hidden_act=c.hidden_activation,
-            pad_token_id=c.pad_token_id or 0,
-            global_rope_theta=float(c.rope_parameters["full_attention"]["rope_theta"]),
-            local_rope_theta=float(c.rope_parameters["sliding_attention"]["rope_theta"]),
-            local_attention=c.local_attention, global_attn_every_n_layers=every,
-            norm_bias=c.norm_bias, attention_bias=c.attention_bias, mlp_bias=c.mlp_bias,
-            initializer_range=c.initializer_range, **dt)
-    if kind == "classifier":
-        labels = hf.get("id2label") or {}
-        labels = tuple(labels[k] for k in sorted(labels, key=int)) if labels else ("low", "medium", "high")
-        extra = hf.get("lantern_classifier") or {}
-        pooling = extra.get("pooling") or (hf.get("classifier_pooling") if model_type == "modernbert" else None)
-        cfg = ClassifierConfig(backbone=cfg, num_classes=len(labels), labels=labels, pooling=pooling,
-                               head=extra.get("head"), head_act=extra.get("head_act"))
-    elif kind in ("lm", "decoder") and not isinstance(cfg, DecoderConfig):
-        raise CheckpointError(f"{source}: kind {kind!r} needs a decoder, got model_type {model_type!r}")
-    elif kind == "encoder" and isinstance(cfg, DecoderConfig):
-        kind = "decoder"
-    return kind, cfg
-
-
-def _global_every(layer_types: list[str], source: str) -> int:
-    """ModernBERT's layer pattern as 'every n-th layer is global', the only pattern we build."""
-    globals_ = [i for i, t in enumerate(layer_types) if t == "full_attention"]
-    every = globals_[1] if len(globals_) > 1 else len(layer_types)
-    if [t == "full_attention" for t in layer_types] != [i % every == 0 for i in range(len(layer_types))]:
-        raise CheckpointError(f"{source}: ModernBERT layer_types {layer_types} are not a "
-                              "'global every n-th layer' pattern")
-    return every
-
-
-def config_to_hf(model: Model) -> dict[str, Any]:
-    """The HF config dict describing `model`, built with transformers' own config classes."""
-    from transformers import AutoConfig  # noqa: PLC0415
-
-    cfg = model.cfg
-    clf = cfg if isinstance(cfg, ClassifierConfig) else None
-    b = clf.backbone if clf else cfg
-    if isinstance(b, DecoderConfig):
-        prefix = "Qwen2" if b.family == "qwen2" else "Llama"
-        fields = dict(model_type=b.family, vocab_size=b.vocab_size, hidden_size=b.hidden_size,
-                      intermediate_size=b.intermediate_size, num_hidden_layers=b.num_layers,
-                      num_attention_heads=b.num_heads, num_key_value_heads=b.num_kv_heads,
-                      head_dim=b.dims_per_head, hidden_act=b.hidden_act,
-                      max_position_embeddings=b.max_position_embeddings,
-                      rms_norm_eps=b.rms_norm_eps, tie_word_embeddings=b.tie_word_embeddings,
-                      rope_parameters={"rope_type": "default", "rope_theta": b.rope_theta},
-                      bos_token_id=b.bos_token_id, eos_token_id=b.eos_token_id,
-                      pad_token_id=b.pad_token_id, initializer_range=b.initializer_range)
-        if b.family == "llama":
-            fields.update(attention_bias=b.qkv_bias, mlp_bias=b.mlp_bias)
-            if b.qkv_bias != b.out_bias:
-                raise CheckpointError("save_hf: Llama needs the same bias on q/k/v and o")
-        elif not b.qkv_bias or b.out_bias or b.mlp_bias:
-            raise CheckpointError("save_hf: Qwen2 has q/k/v biases only")
-        arch = {"lm": "ForCausalLM", "decoder": "Model"}
-    elif b.family == "bert":
-        prefix = "Bert"
-        fields = dict(model_type="bert", vocab_size=b.vocab_size, hidden_size=b.hidden_size,
-                      num_hidden_layers=b.num_layers, num_attention_heads=b.num_heads,
-                      intermediate_size=b.intermediate_size, hidden_act=b.hidden_act,
-                      max_position_embeddings=b.max_position_embeddings,
-                      type_vocab_size=b.type_vocab_size, layer_norm_eps=b.layer_norm_eps,
-                      pad_token_id=b.pad_token_id, initializer_range=b.initializer_range)
-        arch = {"encoder": "Model"}
-    else:
-        prefix = "ModernBert"
-        fields = dict(model_type="modernbert", vocab_size=b.vocab_size, hidden_size=b.hidden_size,
-                      num_hidden_layers=b.num_layers, num_attention_heads=b.num_heads,
-                      intermediate_size=b.intermediate_size, hidden_activation=b.hidden_act,
-                      max_position_embeddings=b.max_position_embeddings, norm_eps=b.layer_norm_eps,
-                      norm_bias=b.norm_bias, attention_bias=b.attention_bias, mlp_bias=b.mlp_bias,
-                      local_attention=b.local_attention, pad_token_id=b.pad_token_id,
-                      layer_types=["full_attention" if b.is_global(i) else "sliding_attention"
-                                   for i in range(b.num_layers)],
-                      rope_parameters={
-                          "full_attention": {"rope_type": "default", "rope_theta": b.global_rope_theta},
-                          "sliding_attention": {"rope_type": "default", "rope_theta": b.local_rope_theta}},
-                      initializer_range=b.initializer_range, classifier_bias=False,
-                      classifier_activation=(clf.head_act if clf else "gelu"))
-        arch = {"encoder": "Model"}
-    if clf:
-        fields.update(num_labels=clf.num_classes, id2label=dict(enumerate(clf.labels)),
-                      label2id={l: i for i, l in enumerate(clf.labels)})
-        if prefix == "ModernBert":
-            fields["classifier_pooling"] = clf.pooling
-        if not _hf_representable(clf):
-            # transformers would load these weights into a different head; our loader reads this.
-            log.warning("save_hf: classifier %s is not a standard HF head; transformers will not "
-                        "reproduce its outputs", (clf.pooling, clf.head, clf.head_act))
-        fields["lantern_classifier"] = {"pooling": clf.pooling, "head": clf.head,
-                                        "head_act": clf.head_act}
-        arch = {"classifier": "ForSequenceClassification"}
-    kind = model_kind(model)
-    fields["architectures"] = [prefix + arch[kind]]
-    return AutoConfig.for_model(**fields).to_dict()
-
-
-def _hf_representable(clf: ClassifierConfig) -> bool:
-    family = getattr(clf.backbone, "family", None)
-    if isinstance(clf.backbone, DecoderConfig):
-        return clf.pooling == "last_token" and clf.head == "linear"
-    if family == "bert":
-        return clf.pooling == "cls" and clf.head == "mlp" and clf.head_act == "tanh"
-    return clf.pooling in ("cls", "mean") and clf.head == "mlp"
-
-
-def model_kind(model: Model) -> str:
-    for cls, kind in ((DecoderLM, "lm"), (Decoder, "decoder"), (Encoder, "encoder"),
-                      (Classifier, "classifier")):
-        if isinstance(model, cls):
-            return kind
-    raise TypeError(f"not a lantern_jax model: {type(model).__name__}")
-
-
-def build_model(kind: str, cfg, *, seed: int = 0) -> Model:
-    cls = {"lm": DecoderLM, "decoder": Decoder, "encoder": Encoder, "classifier": Classifier}[kind]
-    return cls(cfg, rngs=nnx.Rngs(seed))
-
-
-# --- name tables -----------------------------------------------------------------------------
-
-@dataclasses.dataclass(frozen=True)
-class Entry:
-    """One HF tensor <-> one or more of our parameters (joined along HF's dim 0).
-
-    `hf` is relative to the backbone (no "model." / "bert." prefix) unless `head` is set: task
-    heads (lm_head, score, classifier) sit at the top level of every HF checkpoint.
-    """
-    hf: str
-    ours: tuple[tuple[str, int | None], ...]  # (our path, layer index within a scanned stack)
-    linear: bool  # HF [out, in] <-> our [in, out]
-    head: bool = False
-
-
-def backbone_prefix(model: Model) -> str:
-    """Where HF puts the backbone in this architecture (what save_hf writes)."""
-    kind = model_kind(model)
-    b = model.cfg.backbone if kind == "classifier" else model.cfg
-    if kind in ("encoder", "decoder"):
-        return ""
-    return "bert." if getattr(b, "family", None) == "bert" else "model."
-
-
-def _layer_path(stack: str, i: int, suffix: str, scanned: bool) -> tuple[str, int | None]:
-    return (f"{stack}.blocks.{suffix}", i) if scanned else (f"{stack}.blocks.{i}.{suffix}", None)
-
-
-def _entries(model: Model) -> list[Entry]:
-    """The full table for `model`: HF names (with the architecture's prefix) <-> our paths."""
-    kind = model_kind(model)
-    cfg = model.cfg
-    b = cfg.backbone if kind == "classifier" else cfg
-    ours_root = {"lm": "model", "decoder": "", "encoder": "", "classifier": "backbone"}[kind]
-    out: list[Entry] = []
-
-    def add(hf: str, ours: str | list[str], linear: bool = False, layer: int | None = None):
-        paths = [ours] if isinstance(ours, str) else ours
-        resolved = []
-        for p in paths:
-            if layer is None:
-                resolved.append(((f"{ours_root}." if ours_root else "") + p, None))
-            else:
-                path, idx = _layer_path(f"{ours_root}.layers" if ours_root else "layers", layer, p,
-                                        b.scan_layers)
-                resolved.append((path, idx))
-        out.append(Entry(hf, tuple(resolved), linear))
-
-    def dense(hf: str, ours: str, bias: bool, layer=None):
-        add(f"{hf}.weight", f"{ours}.kernel", True, layer)
-        if bias:
-            add(f"{hf}.bias", f"{ours}.bias", False, layer)
-
-    if isinstance(b, DecoderConfig):
-        add("embed_tokens.weight", "embed.embedding")
-        add("norm.weight", "final_norm.scale")
-        for i in range(b.num_layers):
-            lp = f"layers.{i}."
-            add(lp + "input_layernorm.weight", "attn_norm.scale", layer=i)
-            add(lp + "post_attention_layernorm.weight", "mlp_norm.scale", layer=i)
-            for n in "qkv":
-                dense(f"{lp}self_attn.{n}_proj", f"attn.{n}", b.qkv_bias, i)
-            dense(f"{lp}self_attn.o_proj", "attn.o", b.out_bias, i)
-            for n in ("gate", "up", "down"):
-                dense(f"{lp}mlp.{n}_proj", n, b.mlp_bias, i)
-        if kind == "lm" and not b.tie_word_embeddings:
-            out.append(Entry("lm_head.weight", (("lm_head.kernel", None),), True, head=True))
-    elif b.family == "bert":
-        e = "embeddings."
-        add(e + "word_embeddings.weight", "embed.embedding")
-        add(e + "position_embeddings.weight", "position_embed.embedding")
-        add(e + "token_type_embeddings.weight", "type_embed.embedding")
-        add(e + "LayerNorm.weight", "embed_norm.scale")
-        add(e + "LayerNorm.bias", "embed_norm.bias")
-        for i in range(b.num_layers):
-            lp = f"encoder.layer.{i}."
-            for hf_n, n in (("query", "q"), ("key", "k"), ("value", "v")):
-                dense(f"{lp}attention.self.{hf_n}", f"attn.{n}", True, i)
-            dense(lp + "attention.output.dense", "attn.o", True, i)
-            add(lp + "attention.output.LayerNorm.weight", "attn_norm.scale", layer=i)
-            add(lp + "attention.output.LayerNorm.bias", "attn_norm.bias", layer=i)
-            dense(lp + "intermediate.dense", "up", True, i)
-            dense(lp + "output.dense", "down", True, i)
-            add(lp + "output.LayerNorm.weight", "mlp_norm.scale", layer=i)
-            add(lp + "output.LayerNorm.bias", "mlp_norm.bias", layer=i)
-        dense("pooler.dense", "pooler", True)
-    else:  # modernbert
-        nb = b.norm_bias
-        add("embeddings.tok_embeddings.weight", "embed.embedding")
-        add("embeddings.norm.weight", "embed_norm.scale")
-        if nb:
-            add("embeddings.norm.bias", "embed_norm.bias")
-        for i in range(b.num_layers):
-            lp = f"layers.{i}."
-            norms = (["attn_norm"] if i > 0 else []) + ["mlp_norm"]
-            for n in norms:
-                add(f"{lp}{n}.weight", f"{n}.scale", layer=i)
-                if nb:
-                    add(f"{lp}{n}.bias", f"{n}.bias", layer=i)
-            add(lp + "attn.Wqkv.weight", ["attn.q.kernel", "attn.k.kernel", "attn.v.kernel"], True, i)
-            if b.attention_bias:
-                add(lp + "attn.Wqkv.bias", ["attn.q.bias", "attn.k.bias", "attn.v.bias"], False, i)
-            dense(lp + "attn.Wo", "attn.o", b.attention_bias, i)
-            add(lp + "mlp.Wi.weight", ["up.kernel", "gate.kernel"], True, i)
-            if b.mlp_bias:
-                add(lp + "mlp.Wi.bias", ["up.bias", "gate.bias"], False, i)
-            dense(lp + "mlp.Wo", "down", b.mlp_bias, i)
-        add("final_norm.weight", "final_norm.scale")
-        if nb:
-            add("final_norm.bias", "final_norm.bias")
-    if kind == "classifier":  # named as in the family's *ForSequenceClassification
-        head = []
-        if model.dense is not None:
-            head += [("head.dense.weight", "dense.kernel", True)]
-            head += [("head.dense.bias", "dense.bias", False)] if model.dense.bias is not None else []
-        if model.head_norm is not None:
-            head += [("head.norm.weight", "head_norm.scale", False)]
-            head += [("head.norm.bias", "head_norm.bias", False)] if model.head_norm.bias is not None else []
-        out_name = "score" if isinstance(b, DecoderConfig) else "classifier"
-        head += [(f"{out_name}.weight", "out.kernel", True)]
-        head += [(f"{out_name}.bias", "out.bias", False)] if model.out.bias is not None else []
-        out.extend(Entry(h, ((o, None),), lin, head=True) for h, o, lin in head)
-    return out
 
 
 # --- reading ---------------------------------------------------------------------------------
@@ -435,17 +121,17 @@ def model_from_state(config: Mapping[str, Any], tensors: Callable[[str], np.ndar
         abs_state = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                                  abs_state, nnx.get_named_sharding(abs_state, mesh))
     flat = _flat_params(abs_state)
-    entries = _entries(abstract)
-    prefix = _find_prefix(entries, names, source)
-    name_of = {e.hf: e.hf if e.head else prefix + e.hf for e in entries}
+    table = hf_names.entries(abstract)
+    prefix = hf_names.find_prefix(table, names, source)
+    name_of = {e.hf: e.hf if e.head else prefix + e.hf for e in table}
 
     host: dict[str, np.ndarray] = {}
     missing_head = []
     present = set(names)
-    for e in entries:
+    for e in table:
         name = name_of[e.hf]
         if name not in present:
-            if kind == "classifier" and _is_head_tensor(e):
+            if kind == "classifier" and hf_names.is_head_tensor(e):
                 missing_head.append(e.hf)
                 continue
             raise CheckpointError(f"{source}: missing tensor {name!r}")
@@ -481,21 +167,6 @@ def model_from_state(config: Mapping[str, Any], tensors: Callable[[str], np.ndar
 
 def _dotted(path: tuple) -> str:
     return ".".join(str(k) for k in path)
-
-
-def _is_head_tensor(e: Entry) -> bool:
-    """Classifier head parameters (and BERT's pooler, which the head uses) may start random."""
-    return e.head or all(p.startswith("backbone.pooler") for p, _ in e.ours)
-
-
-def _find_prefix(entries: list[Entry], names: list[str], source: str) -> str:
-    """The backbone prefix this checkpoint uses: bare models have none, task models one."""
-    probe = next(e.hf for e in entries if not e.head)
-    have = set(names)
-    for prefix in ("", "model.", "bert."):
-        if prefix + probe in have:
-            return prefix
-    raise CheckpointError(f"{source}: missing tensor {probe!r} (also looked under model. / bert.)")
 
 
 def _open_dir(path: str | os.PathLike) -> tuple[dict[str, Any], SafetensorsReader]:
@@ -538,8 +209,8 @@ def _host(x: jax.Array) -> np.ndarray:
 def hf_tensors(model: Model) -> Iterator[tuple[str, np.ndarray]]:
     """(HF name, float32 array) for every tensor of `model`, in HF layout."""
     flat = _flat_params(model)
-    prefix = backbone_prefix(model)
-    for e in _entries(model):
+    prefix = hf_names.backbone_prefix(model)
+    for e in hf_names.entries(model):
         parts = []
         for path, layer in e.ours:
             v = _host(flat[path][...] if layer is None else flat[path][...][layer])
@@ -588,14 +259,11 @@ def save_hf(model: Model, path: str | os.PathLike, *, tokenizer=None,
 # --- tokenizers ------------------------------------------------------------------------------
 
 def load_tokenizer(path: str | os.PathLike):
-    """A `transformers` fast tokenizer from an HF folder, or rebuilt from a GGUF file.
+    """A `transformers` fast tokenizer from an HF folder (GGUF files: `models.sources`).
 
     Padding and truncation baked into tokenizer.json are turned off: callers choose them.
     """
     path = os.fspath(path)
-    if path.endswith(".gguf"):
-        from lantern_jax.models.gguf import read_gguf  # noqa: PLC0415
-        return read_gguf(path).tokenizer
     if not os.path.isdir(path) or not (os.path.exists(os.path.join(path, "tokenizer.json"))
                                        or os.path.exists(os.path.join(path, "vocab.txt"))):
         raise CheckpointError(f"{path}: no tokenizer.json or vocab.txt")

@@ -14,7 +14,13 @@ import logging
 import sys
 from collections.abc import Sequence
 
+import jax
+
+from lantern_jax.models.errors import CheckpointError
+from lantern_jax.serve import runner
+from lantern_jax.serve.app import create_app
 from lantern_jax.serve.config import ServeConfig
+from lantern_jax.serve.service import load_service
 
 
 def _lengths(text: str) -> tuple[int, ...]:
@@ -69,14 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.compile_cache:
-        import jax  # noqa: PLC0415
         jax.config.update("jax_compilation_cache_dir", args.compile_cache)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-
-    from lantern_jax.models.errors import CheckpointError  # noqa: PLC0415  (heavy imports after arg checks)
-    from lantern_jax.serve import runner  # noqa: PLC0415
-    from lantern_jax.serve.app import create_app  # noqa: PLC0415
-    from lantern_jax.serve.service import load_service  # noqa: PLC0415
 
     try:
         sock = runner.listen(args.host, args.port)  # bound early: a taken port fails before the warm-up

@@ -36,7 +36,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from lantern_jax.data import prompts
 from lantern_jax.generate import SamplingConfig
 from lantern_jax.serve.errors import ApiError, describe_validation, error_response
-from lantern_jax.serve.fit import classifier_text
 from lantern_jax.serve.generation import GenRequest
 from lantern_jax.serve.middleware import BodyLimitMiddleware, MetricsMiddleware
 from lantern_jax.serve.schemas import ChatCompletionRequest, ExplainRequest, FitRequest
@@ -105,7 +104,8 @@ def create_app(service: Service):
             raise ApiError(422, f"{len(body.pairs)} pairs in one request; this server takes at most {cfg.max_pairs}",
                            param="pairs")
         pairs = [p.to_pair() for p in body.pairs]
-        probs = await service.within_timeout(service.fit_batcher.submit_many([classifier_text(p) for p in pairs]))
+        texts = [prompts.classifier_text(p) for p in pairs]
+        probs = await service.within_timeout(service.fit_batcher.submit_many(texts))
         results = [{"pair_id": pair.pair_id, "fit_level": scorer.labels[int(p.argmax())],
                     "probabilities": {label: float(x) for label, x in zip(scorer.labels, p)}}
                    for pair, p in zip(pairs, probs)]

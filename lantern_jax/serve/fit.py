@@ -25,7 +25,6 @@ from flax import nnx
 
 from lantern_jax.generate import bucket
 from lantern_jax.models.encoder import Classifier
-from lantern_jax.pipeline import classifier_text  # noqa: F401  (served inputs = D_cls inputs, one definition)
 
 LENGTH_BUCKETS = (128, 256, 512, 1024, 2048, 4096, 8192)
 CHARS_PER_TOKEN = 6  # generous: BPE / WordPiece tokens of prose average 3-5 characters

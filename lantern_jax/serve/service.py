@@ -8,7 +8,7 @@ import os
 import time
 from collections.abc import Awaitable
 
-from lantern_jax.models import hf
+from lantern_jax.models import sources
 from lantern_jax.models.decoder import DecoderLM
 from lantern_jax.models.encoder import Classifier
 from lantern_jax.serve.batcher import MicroBatcher
@@ -87,16 +87,16 @@ def load_service(config: ServeConfig, *, classifier: str | os.PathLike | None = 
     """Models from `save_hf` export folders (config, safetensors and tokenizer files)."""
     scorer = generator = None
     if classifier is not None:
-        model = hf.load_hf(classifier)
+        model, tokenizer = sources.load(classifier)
         if not isinstance(model, Classifier):
             raise ValueError(f"--classifier {classifier}: holds a {type(model).__name__}, not a classifier export")
-        scorer = FitScorer(model, hf.load_tokenizer(classifier), max_length=config.classifier_max_length,
+        scorer = FitScorer(model, tokenizer, max_length=config.classifier_max_length,
                            batch_buckets=config.fit_batch_buckets)
     if explainer is not None:
-        model = hf.load_hf(explainer)
+        model, tokenizer = sources.load(explainer)
         if not isinstance(model, DecoderLM):
             raise ValueError(f"--explainer {explainer}: holds a {type(model).__name__}, not a causal LM export")
-        generator = Generator(model, hf.load_tokenizer(explainer), max_new_tokens=config.max_new_tokens,
+        generator = Generator(model, tokenizer, max_new_tokens=config.max_new_tokens,
                               batch_buckets=config.gen_batch_buckets, prompt_buckets=config.gen_prompt_buckets)
     service = Service(config, scorer, generator)
     if warmup:

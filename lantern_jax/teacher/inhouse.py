@@ -20,9 +20,9 @@ import numpy as np
 
 from lantern_jax.data import prompts
 from lantern_jax.data.input_pipeline import prompt_ids
+from lantern_jax.data.records import shard_of, shard_path
 from lantern_jax.data.schema import FIT_LEVELS, Pair
 from lantern_jax.generate import SamplingConfig, generate_ids
-from lantern_jax.teacher.label import shard_of, shard_path
 from lantern_jax.teacher.logprobs import level_of
 from lantern_jax.teacher.parse import TeacherOutputError, parse_assessment
 
@@ -122,11 +122,6 @@ def _done_ids(path: str) -> set[str]:
         with open(path, "r+b") as f:
             f.truncate(good)
     return done
-
-
-def read_records(path: str) -> list[dict]:
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
 
 
 def d_t_record(r: dict, topk: int) -> dict:

@@ -18,14 +18,14 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import datetime
-import hashlib
 import json
 import logging
 import os
 import sys
 from typing import Any, Iterable, Sequence
 
-from lantern_jax.data import prompts
+from lantern_jax.data import prompts, synth
+from lantern_jax.data.records import read_jsonl, shard_of, shard_path
 from lantern_jax.data.schema import DataError, Pair
 from lantern_jax.teacher.client import (ApiTeacher, TeacherAuthError, TeacherError, TeacherResult, TeacherStats,
                                         TeacherUnreachableError, summary_line)
@@ -37,29 +37,9 @@ class OutputFileError(ValueError):
 
 
 def read_pairs(path: str) -> list[Pair]:
-    """**API** Pairs from D_base JSONL; malformed files raise `DataError` with file:line and the problem."""
-    from lantern_jax.data.synth import iter_pairs
-    pairs, seen = [], set()
-    for n, pair in enumerate(iter_pairs(path), 1):
-        if pair.pair_id in seen:
-            raise DataError(f"{path}: duplicate pair_id {pair.pair_id!r} (record {n})")
-        seen.add(pair.pair_id)
-        pairs.append(pair)
-    if not pairs:
-        raise DataError(f"{path}: no pairs")
-    return pairs
-
-
-def shard_of(pair_id: str, process_count: int) -> int:
-    """Stable shard of a pair, independent of file order."""
-    return int(hashlib.sha1(pair_id.encode("utf-8")).hexdigest()[:8], 16) % process_count
-
-
-def shard_path(out: str, process_index: int, process_count: int) -> str:
-    if process_count == 1:
-        return out
-    stem, ext = os.path.splitext(out)
-    return f"{stem}-{process_index:05d}-of-{process_count:05d}{ext or '.jsonl'}"
+    """**API** Pairs from D_base JSONL; malformed, duplicated or empty files raise `DataError` naming
+    file:line and the problem."""
+    return synth.read_pairs(path, nonempty=True)
 
 
 class RecordWriter:
@@ -112,10 +92,7 @@ def read_records(out: str, process_count: int = 1) -> list[dict[str, Any]]:
         path = shard_path(out, index, process_count)
         if not os.path.exists(path):
             raise OutputFileError(f"{path}: no teacher records (was shard {index} labeled?)")
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                if line.endswith("\n") and line.strip():
-                    records.append(json.loads(line))
+        records += read_jsonl(path)
     return records
 
 

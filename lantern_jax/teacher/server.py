@@ -33,7 +33,7 @@ from typing import Iterator, Sequence
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from lantern_jax.data import prompts
+from lantern_jax.data import prompts, synth
 from lantern_jax.data.schema import DataError, Pair
 from lantern_jax.teacher.redact import redact_member
 from lantern_jax.teacher.simulated import ExpertConfig, SimulatedExpert, parse_error_rates, token_logprobs
@@ -422,9 +422,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-structured-output", action="store_true")
     parser.add_argument("--api-key-env", help="require the key held in this environment variable")
     args = parser.parse_args(argv)
-    from lantern_jax.teacher.label import read_pairs
     try:
-        pairs = read_pairs(args.pairs)
+        pairs = synth.read_pairs(args.pairs, nonempty=True)
         config = ServerConfig(seed=args.seed, model=args.model, structured_output=not args.no_structured_output,
                               latency_s=args.latency_ms / 1000, fault_rates=_rates(args.faults, "faults"),
                               retry_after_s=args.retry_after_s, timeout_delay_s=args.timeout_delay_s,

@@ -59,7 +59,7 @@ class TruthItem:
 
 
 def truth_items(pair: Pair) -> list[TruthItem]:
-    """Requirements with their latent verdicts, from the `truth` layout documented in data/synth.py."""
+    """Requirements with their latent verdicts, from the `truth` layout documented in data/synth/."""
     job_truth, pair_truth = pair.job.truth or {}, pair.truth or {}
     verdicts, evidence = pair_truth.get("verdicts", {}), pair_truth.get("evidence", {})
     surfaces = pair_truth.get("surfaces", {})

@@ -1,0 +1,26 @@
+"""Running the package's commands from tests, and private copies of a finished run folder."""
+import os
+import shutil
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MICRO_STAGES = ("data", "blackbox", "seed", "inhouse", "d_t", "explainer", "classifier", "evaluate")
+
+
+def run_module(module: str, *args: str, devices: int = 1, timeout: int = 900) -> str:
+    """`python -m <module> args` from the repository root on `devices` CPU devices; its stdout,
+    asserting exit status 0."""
+    proc = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout,
+                          env={**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
+def copy_run(run, dest, stages=MICRO_STAGES):
+    """A private copy of a run folder's shared inputs (data, tokenizer) and the given stages."""
+    for name in ("data", "tokenizer", *stages):
+        if (run / name).exists():
+            shutil.copytree(run / name, dest / name)
+    return dest
