@@ -7,11 +7,9 @@
 `base` is configs/demo.py (its micro variant for `:micro`): its data, teacher, seed, inhouse and d_t
 stages run once into <workdir>/base; every cell then trains only the student it varies, from
 `base.explainer` / `base.classifier` (so `--config.base.explainer.train.steps=...` sets the
-per-cell budget), for `seeds` seeds, and is evaluated on the base's test split.
-
-Measured (default, 2 CPU cores, 2026-11-26): 69 min 13 s for the whole command = base stages
-~7 min, explainer cells 71-105 s per run, the two-stage chain 255-287 s, MiniLM cells 92-109 s
-(uncompressed 162 s), the decoder classifier 24 s. The table is in the README.
+per-cell budget), for `seeds` seeds, and is evaluated on the base's test split. Per-cell budgets
+are small so that the whole grid, three seeds included, runs on a laptop CPU; the table it wrote
+and the time per cell are in docs/benchmarks.md (Ablations).
 """
 import os
 
@@ -32,8 +30,8 @@ def get_config(arg=None):
     c.divergences = "forward_kl,reverse_kl,jsd,skew_kl,tvd"  # the divergence group's cells (losses.DIVERGENCES)
     c.base = config_lib.load_config(os.path.join(HERE, f"demo.py:{arg}"))
     c.base.stages = BASE_STAGES
-    # The base budgets the README's table was measured with, pinned here so that trimming the
-    # demo's own time budget doesn't silently change the ablation base.
+    # The base budgets the table in docs/benchmarks.md was measured with, pinned here so that
+    # trimming the demo's own time budget doesn't silently change the ablation base.
     c.base.inhouse.train.steps = 20 if micro else 70
     c.base.d_t.n_train = 32 if micro else 96
 
@@ -42,7 +40,8 @@ def get_config(arg=None):
                                   checkpoint_every=30, eval_batches=2)
     c.base.explainer.optim.warmup_steps = 5 if micro else 10
     # The head starts fitted on frozen features (model.probe_examples), so 12 steps at batch 16
-    # fine-tune from above chance; with a random head MiniLM needed ~40+ to leave it.
+    # fine-tune from above chance; with a random head MiniLM needs several times as many to leave
+    # it (docs/benchmarks.md, classifier head init).
     c.base.classifier.model.probe_examples = 128
     c.base.classifier.train.update(steps=12, batch_size=8 if micro else 16, log_every=6,
                                    eval_every=12, checkpoint_every=12, eval_batches=2)

@@ -7,13 +7,8 @@ Real taxonomy data -> simulated black-box teacher behind a real OpenAI-compatibl
 quality gates -> tiny in-house teacher -> D_t with top-k -> tiny explainer student (KD) and fit
 classifier (KD) -> evaluation report. The decoders are tiny and train for minutes, so they show the
 machinery; the classifier fine-tunes real pretrained weights and is where the report's numbers mean
-something.
-
-Time on 2 quiet CPU cores (make demo, 2026-11-26): 813 s pipeline, 13.6 min wall = data 3 +
-teacher 48 (the simulated server in its own process) + seed 5 + in-house 204 + D_t 57 + explainer
-141 + classifier 194 + evaluate, guided decoding and audit 160. Report: classifier test accuracy
-0.474 vs the teacher / 0.45 vs the latent truth, held-out occupations 0.48 / 0.53, held-out
-companies 0.43 / 0.45 (chance 0.33); ECE 0.22-0.25, 0.11-0.13 after temperature scaling.
+something. The default is sized to finish in minutes on a 2-core laptop CPU, `micro` to keep the
+CI's pipeline test short; stage times and the report's figures are in docs/benchmarks.md.
 """
 import ml_collections
 
@@ -54,7 +49,7 @@ def get_config(arg=None):
         # also decode under the Assessment schema (lantern_jax/guided.py) with this budget; 0 = off
         "guided_max_new_tokens": 256 if micro else 600})
 
-    # In-house prompt + target: ~1,040 tokens at the median, ~1,280 at the 90th percentile.
+    # Room for the 90th-percentile in-house prompt + target (token counts: docs/benchmarks.md).
     length = 512 if micro else 1280
     c.inhouse = train_config("teacher_sft")
     c.inhouse.model.init.update(hidden_size=64 if micro else 128, num_layers=2 if micro else 3,
@@ -78,13 +73,12 @@ def get_config(arg=None):
     # The fit classifier fine-tunes the real MiniLM-L6 encoder (from its wheel): a from-scratch
     # encoder this small learns nothing about fit from a few hundred labels in minutes of CPU.
     # Its head starts as a softmax regression on the frozen encoder's features (LP-FT): above
-    # chance before the first step. Fine-tuning then runs at a small rate: at 1e-4 the first
-    # 12-30 steps undo the probe (micro: one class for every pair) and only ~60 recover it.
-    # Agreement with the teacher on test (chance 0.33): probe alone 0.53, + 30 steps at 2e-5 0.47,
-    # + 60 steps at 1e-4 0.53 (60 test pairs: +-0.06 is noise).
+    # chance before the first step. Fine-tuning then runs at a small rate, because a larger one
+    # undoes the probe in the first steps (at micro size: one class for every pair) and needs
+    # many more steps to win it back (figures: docs/benchmarks.md, classifier head init).
     c.classifier = train_config("classifier_kd")
     c.classifier.model.update(source="minilm", pooling="mean", probe_examples=280 if micro else 384)
-    c.classifier.data.max_length = 320  # classifier_text: ~265 MiniLM tokens, 99th percentile ~315
+    c.classifier.data.max_length = 320  # holds classifier_text's 99th percentile in MiniLM tokens
     c.classifier.train.update(steps=12 if micro else 30, batch_size=8 if micro else 16, log_every=10,
                               eval_every=30, checkpoint_every=30)
     c.classifier.optim.update(lr=2e-5, warmup_steps=4 if micro else 10)

@@ -8,8 +8,8 @@ student is a tiny decoder on SmolLM2's tokenizer, so the teacher's top-k per tok
 student's vocabulary. The classifier is MiniLM-L6 as in the default (head fitted on frozen
 features, then fine-tuned).
 
-Run time on 2 CPU cores: the SmolLM2 SFT dominates. See the README ("Real-weights variant") for
-the measured step times and the total; `:micro` is a few-step smoke size of the same wiring.
+On a CPU the SmolLM2 SFT and its generation dominate the run time (stage times in
+docs/benchmarks.md); `:micro` is a few-step smoke size of the same wiring.
 """
 import os
 
@@ -23,15 +23,16 @@ def get_config(arg=None):
     micro = arg == "micro"
     c = config_lib.load_config(os.path.join(HERE, f"demo.py:{arg}"))
 
-    # D_t: SmolLM2 writes ~560 tokens per assessment (its tokenizer, median) after ~560 of prompt.
+    # D_t: SmolLM2's tokenizer spells an assessment in more tokens than the domain one; the budget
+    # leaves room above its median length (docs/benchmarks.md, data sizes).
     c.d_t.update(n_train=8 if micro else 64, n_dev=4 if micro else 16, batch_size=16,
                  max_new_tokens=32 if micro else 768)
     c.evaluate.update(n_explain=2 if micro else 16, max_new_tokens=32 if micro else 768)
 
     c.inhouse.model.source = "smollm2"  # its own tokenizer and chat template
-    # scanned: on XLA:CPU remat only saves memory under scan (measured: see layers.REMAT_POLICIES)
+    # scanned: on XLA:CPU remat only saves memory under scan (see layers.REMAT_POLICIES)
     c.inhouse.model.update(remat="full", scan_layers=True)
-    c.inhouse.data.max_length = 256 if micro else 1536  # prompt + target, 90th percentile ~1,370
+    c.inhouse.data.max_length = 256 if micro else 1536  # holds the 90th-percentile prompt + target
     c.inhouse.train.update(steps=2 if micro else 40, batch_size=2 if micro else 4, eval_every=2 if micro else 20,
                            checkpoint_every=2 if micro else 10, eval_batches=1 if micro else 2)
     c.inhouse.optim.update(lr=5e-5, warmup_steps=1 if micro else 5)
