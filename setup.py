@@ -2,7 +2,7 @@
 from setuptools import find_packages, setup
 
 # The JAX stack is pinned with upper bounds: version skew between jax, flax, orbax and grain is the
-# most common breakage. Versions are the ones measured together in ../shared/ENVIRONMENT.md.
+# most common breakage. Versions are the ones tested together (docs/environment.md).
 JAX_STACK = [
     "jax>=0.10.2,<0.11",
     "jaxlib>=0.10.2,<0.11",

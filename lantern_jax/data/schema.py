@@ -39,7 +39,7 @@ class Requirement:
 
 @dataclasses.dataclass(frozen=True)
 class Assessment:
-    """The teacher's output and the explainer's target format (see ARCHITECTURE.md)."""
+    """The teacher's output and the explainer's target format (docs/architecture.md, data contracts)."""
     requirements: tuple[Requirement, ...]
     fit_level: str  # one of FIT_LEVELS
     explanation: str  # opens with EXPLANATION_OPENING

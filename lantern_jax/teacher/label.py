@@ -112,7 +112,7 @@ class LabelSummary:
 
 
 def make_record(teacher, result: TeacherResult) -> dict[str, Any]:
-    """ARCHITECTURE.md "Teacher record": provenance travels with the data."""
+    """A teacher record (docs/architecture.md, data contracts): provenance travels with the data."""
     return {
         "pair_id": result.pair_id, "prompt_version": prompts.PROMPT_VERSION, "teacher_id": teacher.teacher_id,
         "decoding": teacher.decoding, "raw_text": result.raw_text, "assessment": result.assessment,
