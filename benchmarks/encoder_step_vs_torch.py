@@ -22,7 +22,7 @@ time per side (and process CPU seconds per step), the per-round ratios and the l
 (other processes on the machine slow both sides, torch's OpenMP threads more); the LAST line is
 the ratio of the median steps/s.
 
-    .venv/bin/python benchmarks/encoder_step_vs_torch.py                      # ~2 min on 2 cores
+    .venv/bin/python benchmarks/encoder_step_vs_torch.py
     .venv/bin/python benchmarks/encoder_step_vs_torch.py --steps 2 --rounds 3 --batch 4 --seq 64
 """
 from __future__ import annotations
@@ -61,10 +61,10 @@ def parse_args(argv=None):
 def tune_malloc() -> str:
     """glibc malloc: one arena, no mmap'd blocks, no trimming of the heap.
 
-    XLA CPU allocates each execution's temporaries as one block (~1.3 GB for this step) and frees
-    it afterwards; glibc serves blocks that large with a fresh mmap, so every step page-faults the
-    whole block in again (~330k faults, ~0.7 s of kernel time per step here). Kept in the heap,
-    the block is reused. PyTorch's smaller tensors also stop faulting. Process-wide, so it applies
+    XLA CPU allocates each execution's temporaries as one block and frees it afterwards; glibc
+    serves blocks that large with a fresh mmap, so every step page-faults the whole block in again,
+    a visible share of the step's time (figures: docs/benchmarks.md). Kept in the heap, the block
+    is reused. PyTorch's smaller tensors also stop faulting. Process-wide, so it applies
     to both sides; a training launcher can get the same with MALLOC_ARENA_MAX=1
     MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=<large> in the environment.
     """

@@ -11,8 +11,8 @@ MFU counts model FLOPs only (`train_step.flops_per_token`): 6N per token for the
 backward) plus 2N for the teacher's forward, plus attention's T-dependent matmuls; remat's recompute
 is not counted. Peak = the chip's dense bf16 rate (train_step.PEAK_FLOPS).
 
-    bash benchmarks/gpu_check.sh                      # on the GPU machine, ≤ 8 min on one H100
-    python benchmarks/gpu_check.py --tiny             # CPU smoke run of the same code, ~1 min
+    bash benchmarks/gpu_check.sh                      # on the GPU machine (stops at GPU_CHECK_TIMEOUT)
+    python benchmarks/gpu_check.py --tiny             # CPU smoke run of the same code
 """
 from __future__ import annotations
 

@@ -11,8 +11,8 @@ Each method runs once in its own subprocess and reports two memory figures, both
 A third subprocess times `--reps` executions of each, alternating, so a busy machine slows both alike.
 The parent checks the losses and gradients agree and prints the ratios last.
 
-    .venv/bin/python benchmarks/kd_loss_memory.py            # B=4, T=1024, V=49152 (~4 min on 2 cores)
-    .venv/bin/python benchmarks/kd_loss_memory.py --small    # ~20 s
+    .venv/bin/python benchmarks/kd_loss_memory.py            # B=4, T=1024, V=49152
+    .venv/bin/python benchmarks/kd_loss_memory.py --small    # small shapes, a quick check
 """
 import argparse
 import json

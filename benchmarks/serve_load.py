@@ -4,7 +4,7 @@
                                     [--max-gen-batch 4] [--max-wait-ms 5]
 
 Builds a small random classifier (BERT, 2 layers, 64 wide, 128-token inputs) and explainer
-(Llama-style decoder, 2 layers, 64 wide, 32 new tokens after the ~600-1,000-token in-house prompt)
+(Llama-style decoder, 2 layers, 64 wide, 32 new tokens after the full in-house prompt)
 as `save_hf` exports with a domain BPE tokenizer. For each mode it starts
 `python -m lantern_jax.serve` as a subprocess and drives it from `--clients` concurrent keep-alive
 loopback connections, each sending one request at a time: /v1/explain for every (mix+1)-th request

@@ -12,12 +12,12 @@ the sharding the real run gives it (same `mesh.RULES`, same "replicate what the 
 divide"). Their per-device bytes are exact: each array's shard shape (ceil-divided). Activations
 are not arrays of the model, so they come from the formula below over the same shapes.
 Compiling the real step and reading XLA's `memory_analysis()` was kept out of the check: it needs
-as many devices as the slice (on CPU, fake devices fixed before jax starts: a subprocess per
-slice, 5-20 s of compile each on 2 cores), and XLA:CPU's buffer assignment is not the TPU's or
-GPU's. It served to calibrate the formula instead (estimate / compiled temp bytes, same shapes):
-XLA:GPU (H200, 1 device; 0.5B+1.5B KD, 1.5B+7B KD, 7B SFT, ModernBERT-large) 0.99-1.13;
-XLA:CPU (8 fake devices, FSDP and tensor sharding) 0.81-1.02, XLA:CPU keeping more buffers alive
-and computing bf16 matmuls in fp32. Parameter and optimizer bytes matched both exactly.
+as many devices as the slice (on CPU, fake devices fixed before jax starts: a subprocess and a
+full compile per slice), and XLA:CPU's buffer assignment is not the TPU's or GPU's. It served to
+calibrate the formula instead, comparing the estimate with compiled temp bytes at the same shapes
+on XLA:GPU and on XLA:CPU with FSDP and tensor sharding (XLA:CPU keeps more buffers alive and
+computes bf16 matmuls in fp32); parameter and optimizer bytes match exactly. The ratios are in
+docs/benchmarks.md (memory).
 
 Peak per device = persistent + the largest transient phase (b = rows per device per micro-batch,
 T = max_length, D hidden, L layers, V vocabulary, c = bytes of the compute dtype).

@@ -47,7 +47,7 @@ DESCRIPTIONS = {
 
 
 def _tfds():
-    import tensorflow_datasets as tfds  # heavy (~1 s): imported on first use only
+    import tensorflow_datasets as tfds  # slow to import: on first use only
     return tfds
 
 

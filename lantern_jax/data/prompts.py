@@ -211,7 +211,7 @@ INHOUSE_INSTRUCTION = (
 def inhouse_messages(pair: Pair) -> list[dict]:
     """The in-house models' prompt: the same compressed posting and profile with a one-paragraph
     instruction. Fine-tuned teachers and students learn the guidelines from their targets, so
-    they skip the ~700-token system prompt the black-box teacher needs."""
+    they skip the long sectioned system prompt the black-box teacher needs."""
     user = (f"{INHOUSE_INSTRUCTION}\n\n{render_job(pair.job, compress=True)}\n\n"
             f"{render_member(pair.member)}")
     return [{"role": "user", "content": user}]

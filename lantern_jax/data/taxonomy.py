@@ -2,7 +2,7 @@
 `scripts/build_taxonomy.py`): O*NET occupations with tasks and work activities, ESCO and Lightcast
 skills with alternative labels, ESCO occupations, real posting titles/companies/locations.
 
-Nothing is read at import; `load_taxonomy()` parses the file once per process (~0.5 s) and caches it.
+Nothing is read at import; `load_taxonomy()` parses the file once per process and caches it.
 Sources and licences: `assets/ATTRIBUTION.md`.
 """
 from __future__ import annotations

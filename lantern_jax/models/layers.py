@@ -46,8 +46,8 @@ def matmul(x: Array, w: Array) -> Array:
     """x [..., K] @ w [K, N], computed as one 2-D matmul over the flattened leading axes.
 
     Same result as `jnp.dot(x, w)`, but its weight gradient is then the plain x^T dy: autodiff of
-    the batched form makes XLA CPU transpose dy in memory first and run a slower kernel (the
-    encoder's training step took ~10% longer).
+    the batched form makes XLA CPU transpose dy in memory first and run a slower kernel, which
+    slows the whole training step (docs/benchmarks.md, CPU kernels).
     """
     *lead, k = x.shape
     return jnp.dot(x.reshape(-1, k), w).reshape(*lead, w.shape[-1])
@@ -57,8 +57,8 @@ def matvec(x: Array, w: Array, splits: int = 2) -> Array:
     """x [K] @ w [K, N] as `splits` products over slices of K, summed (w's reshape is free).
 
     XLA:CPU runs one matrix-vector dot on one thread; batched into independent slices it spreads
-    them over the cores. On 2 cores that reads weights at ~24 instead of ~19 GB/s, and batch-1
-    decoding of SmolLM2-135M gains 12-25 % tokens/s (alternated runs; README, generation).
+    them over the cores. Batch-1 decoding is bound by reading the weights, so using every core to
+    read them makes it faster (docs/benchmarks.md, generation).
     """
     k, n = w.shape
     if k % splits:
@@ -273,8 +273,8 @@ def _attention(q: Array, k: Array, v: Array, bias: Array) -> Array:
     into transposed layouts for dK = dS^T q and dV = P^T dOut, and reduce over dP * P for the
     softmax backward. Here the softmax backward uses the row sums of dOut * Out (equal to those
     of dP * P, as in FlashAttention) and dK, dV are computed transposed, as [H, S] products with
-    the [T, S] operand on the right, so only the small [T, H] operands get transposed. The
-    attention step (forward + backward) of the MiniLM-sized encoder is ~2x faster on CPU.
+    the [T, S] operand on the right, so only the small [T, H] operands get transposed, which makes
+    the attention step (forward + backward) much faster on CPU (docs/benchmarks.md, CPU kernels).
     """
     return _attention_forward(q, k, v, bias)[0]
 
@@ -362,8 +362,9 @@ class Attention(nnx.Module):
 # --- layer stacks (unrolled or scanned, with remat) -------------------------------------------
 
 # On XLA:CPU remat only holds memory down under `scan`: with the stack unrolled the scheduler
-# runs every layer's recomputation early and keeps it (SmolLM2-135M, 4 x 1,536 tokens, "full":
-# 19.7 GiB of temporaries unrolled, 1.6 GiB scanned, measured with compiled memory_analysis).
+# runs every layer's recomputation early and keeps it, so an unrolled remat stack needs about as
+# much memory as no remat at all (compiled memory_analysis of a SmolLM2 SFT step:
+# docs/benchmarks.md, memory).
 REMAT_POLICIES: dict[str, Any] = {
     "none": None,  # no rematerialisation
     "full": jax.checkpoint_policies.nothing_saveable,

@@ -5,9 +5,9 @@ truncated at `max_length`), right-padded to the smallest (batch, length) bucket 
 and run through one jitted forward per bucket. Every bucket is compiled by `warmup()` at startup,
 so no request ever waits on a compile.
 
-Tokenizing costs about a microsecond per token and a pair text runs to ~1,000 tokens, most of
-them cut by truncation, so only a prefix is tokenized: the text up to a line break well past
-`max_length` tokens' worth of characters. Our tokenizers (byte-level BPE, WordPiece) split at
+Tokenizing is paid per token, and a pair text runs well past the classifier's window, most of it
+cut by truncation (costs and lengths: docs/benchmarks.md, serving), so only a prefix is tokenized:
+the text up to a line break well past `max_length` tokens' worth of characters. Our tokenizers (byte-level BPE, WordPiece) split at
 whitespace before merging, so the tokens before that break are the full text's; a prefix that
 comes out shorter than `max_length` tokens is redone on the full text. The result equals
 tokenizing the whole text (checked in tests/test_serve.py).
