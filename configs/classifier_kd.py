@@ -1,7 +1,7 @@
 """Fit classifier KD: low / medium / high from the teacher's labels and soft label probabilities.
 
     python -m lantern_jax.train --config configs/classifier_kd.py:minilm --workdir runs/classifier \
-        --config.data.dir=runs/demo/data
+        --config.data.dir=runs/demo/data/tfds
 
 Loss: λ_hard·CE(label smoothing) + λ_soft·T²·KL(teacher soft labels) [+ λ_ordinal·EMD].
 

@@ -1,7 +1,7 @@
 """Multi-stage explainer distillation (in-house teacher -> mid student -> small student), one command.
 
     python -m lantern_jax.train --config configs/explainer_chain.py:local --workdir runs/chain \
-        --config.data.dir=runs/demo/data
+        --config.data.dir=runs/demo/data/tfds
 
 Stage "mid" learns from the in-house teacher's stored top-k (D_t); stage "small" then learns from
 the mid student online, its forward inside the small student's jitted step. Each stage trains in

@@ -1,7 +1,7 @@
 """Explainer KD: a decoder student trained with λ_sft·CE + λ_kd·T²·Σ_t d(teacher, student).
 
     python -m lantern_jax.train --config configs/explainer_kd.py:local --workdir runs/explainer \
-        --config.data.dir=runs/demo/data --config.loss.divergence=tvd
+        --config.data.dir=runs/demo/data/tfds --config.loss.divergence=tvd
 
 The teacher is offline by default (its top-k per token, stored in D_t by the in-house teacher);
 `--config.teacher.mode=online --config.teacher.source=hf:<dir>` runs the teacher's forward inside

@@ -1,7 +1,7 @@
 """In-house teacher SFT: a decoder fine-tuned on D_seed (cross-entropy on the assessment tokens).
 
     python -m lantern_jax.train --config configs/teacher_sft.py:local --workdir runs/teacher \
-        --config.data.dir=runs/demo/data
+        --config.data.dir=runs/demo/data/tfds
 
 Variants (the `arg` after the colon):
   local      a tiny decoder on the domain tokenizer, CPU size (the embedded default)
