@@ -8,7 +8,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MICRO_STAGES = ("data", "blackbox", "seed", "inhouse", "d_t", "explainer", "classifier", "evaluate")
 
 
-def run_module(module: str, *args: str, devices: int = 1, timeout: int = 900) -> str:
+def run_module(module: str, *args: str, devices: int = 1, timeout: int = 3600) -> str:
     """`python -m <module> args` from the repository root on `devices` CPU devices; its stdout,
     asserting exit status 0."""
     proc = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True,
