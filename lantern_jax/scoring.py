@@ -98,3 +98,20 @@ def explainer_metrics(texts, teacher_assessments, truth_levels) -> dict:
             "requirement_coverage": mean(coverage), "fit_accuracy_vs_teacher": mean(vs_teacher),
             "fit_accuracy_vs_truth": mean(vs_truth), **{k: mean(v) for k, v in rouge.items()},
             "_levels": levels}
+
+
+# --- uncertainty ----------------------------------------------------------------------------------
+
+def bootstrap_interval(statistic, n_items: int, n_seeds: int = 1, *, reps: int = 2000, level: float = 0.95,
+                       seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of `statistic(items, seeds)`, resampling the evaluation pairs and
+    the training seeds (both with replacement). Pass one statistic of two cells (e.g. their
+    difference) to get a paired interval: both see the same resampled pairs and seeds."""
+    rng = np.random.default_rng(seed)
+    values = [statistic(rng.integers(0, n_items, n_items), rng.integers(0, n_seeds, n_seeds))
+              for _ in range(reps)]
+    values = np.asarray([v for v in values if np.isfinite(v)])
+    if not len(values):
+        return float("nan"), float("nan")
+    tail = (1 - level) / 2 * 100
+    return float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))
