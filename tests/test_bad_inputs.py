@@ -10,13 +10,15 @@ import hashlib
 import json
 import os
 import pathlib
+import shutil
 
 import httpx
+import numpy as np
 import pytest
 from fastapi import FastAPI
 from fastapi.responses import Response
 
-from lantern_jax.data import prompts
+from lantern_jax.data import datasets, prompts
 from lantern_jax.data.schema import DataError
 from lantern_jax.serve.runner import serve_in_thread as serve_app
 from lantern_jax.teacher.cache import ResponseCache, cache_key
@@ -150,3 +152,87 @@ def test_a_rejected_api_key_leaves_no_records_file(tmp_path, capsys, monkeypatch
     message = one_line(capsys.readouterr().err, "rejected the API key from LANTERN_BAD_INPUTS_KEY", "HTTP 401")
     assert "wrong-key" not in message
     assert not out.exists() and not out.parent.exists()
+
+
+# ----------------------------------------------------------------------------- datasets
+
+SEED_RECORDS = [{"pair_id": f"p{i}", "prompt": "hello " * 40, "target": "world " * 40, "provenance": {"n": i}}
+                for i in range(40)]
+
+
+@pytest.fixture(scope="module")
+def good_dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("datasets") / "good"
+    datasets.write_dataset("d_seed", {"train": SEED_RECORDS, "dev": SEED_RECORDS[:4]}, root)
+    return root
+
+
+def _damaged(good_dataset, tmp_path, damage) -> tuple[pathlib.Path, pathlib.Path]:
+    root = tmp_path / "data"
+    shutil.copytree(good_dataset, root)
+    build = datasets.dataset_path("d_seed", root)
+    target = next(build.glob("d_seed-train.array_record-*"))
+    damage(target, build)
+    return root, target
+
+
+def _truncate(f, _):
+    f.write_bytes(f.read_bytes()[:len(f.read_bytes()) // 2])
+
+
+def _random_bytes(f, _):
+    f.write_bytes(np.random.default_rng(0).bytes(f.stat().st_size))
+
+
+DAMAGE = {
+    "truncated": (_truncate, "holds 0 records, dataset_info.json says 40 (the file is truncated or damaged)"),
+    "random bytes": (_random_bytes, "holds 0 records, dataset_info.json says 40"),
+    "0-byte file": (lambda f, _: f.write_bytes(b""), "empty file (0 bytes)"),
+    "file deleted": (lambda f, _: f.unlink(), "missing (dataset_info.json lists it for dataset 'd_seed' split 'train'"),
+    "0-byte dataset_info.json": (lambda _, build: (build / "dataset_info.json").write_bytes(b""),
+                                 "dataset_info.json or features.json can't be read"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DAMAGE))
+def test_a_damaged_dataset_is_one_line_naming_the_file(good_dataset, tmp_path, case):
+    damage, message = DAMAGE[case]
+    root, target = _damaged(good_dataset, tmp_path, damage)
+    before = snapshot(root)
+    with pytest.raises(DataError) as e:
+        datasets.read_dataset("d_seed", root, "train")
+    named = target.name if "dataset_info" not in case else "d_seed/1.0.0"
+    one_line(str(e.value), named, message)
+    assert snapshot(root) == before
+    if "dataset_info" not in case:
+        assert len(datasets.read_dataset("d_seed", root, "dev")) == 4  # the undamaged split still reads
+
+
+def test_a_record_damaged_past_the_checked_ends_is_named_when_read(good_dataset, tmp_path):
+    def flip_middle(f, _):
+        data = bytearray(f.read_bytes())
+        middle = len(bytes(data[:1 << 16]).rstrip(b"\0")) // 2  # the records fill the file's first block
+        data[middle:middle + 64] = b"\xff" * 64
+        f.write_bytes(bytes(data))
+
+    root, _ = _damaged(good_dataset, tmp_path, flip_middle)
+    source = datasets.read_dataset("d_seed", root, "train")  # the first and last records are intact
+    with pytest.raises(DataError) as e:
+        [source[i] for i in range(len(source))]
+    one_line(str(e.value), "dataset 'd_seed' split 'train'", "record 20 can't be read", "hash mismatch")
+
+
+def test_empty_splits_are_refused_before_anything_is_written(good_dataset, tmp_path):
+    with pytest.raises(DataError) as e:
+        datasets.write_dataset("d_seed", {"train": []}, tmp_path / "new")
+    one_line(str(e.value), "dataset 'd_seed': split 'train' has no records")
+    assert not (tmp_path / "new" / "d_seed").exists()
+    root = tmp_path / "old"
+    shutil.copytree(good_dataset, root)
+    before = snapshot(root)
+    for splits, message in (({"train": SEED_RECORDS, "dev": []}, "split 'dev' has no records"),
+                            ({"train": SEED_RECORDS[:2] + [{"pair_id": "x"}]}, "d_seed/train record 2: missing field")):
+        with pytest.raises(DataError) as e:
+            datasets.write_dataset("d_seed", splits, root, overwrite=True)
+        one_line(str(e.value), message)
+        assert snapshot(root) == before  # the build it would have replaced is untouched
