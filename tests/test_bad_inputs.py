@@ -11,13 +11,20 @@ import json
 import os
 import pathlib
 import shutil
+import subprocess
+import sys
 
 import httpx
+import jax
 import numpy as np
 import pytest
 from fastapi import FastAPI
 from fastapi.responses import Response
 
+import train_fixtures
+from lantern_jax import config as config_lib
+from lantern_jax import train as train_lib
+from lantern_jax.train_log import read_metrics
 from lantern_jax.data import datasets, prompts
 from lantern_jax.data.schema import DataError
 from lantern_jax.serve.runner import serve_in_thread as serve_app
@@ -27,7 +34,11 @@ from lantern_jax.teacher.config import TeacherConfig
 from lantern_jax.teacher.label import label_pairs, main as label_main, read_pairs, read_records
 from lantern_jax.teacher.parse import TeacherOutputError, parse_assessment
 from lantern_jax.teacher.server import PairIndex, ServerConfig, serve_in_thread as serve_teacher
+from lantern_jax.guard import NonFiniteError
+from lantern_jax.storage import WorkdirError
 from teacher_fixtures import synth_pairs, write_pairs_file
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 SURROGATE = "\\ud800"  # the JSON escape of a lone surrogate: valid JSON, not text
 
@@ -236,3 +247,231 @@ def test_empty_splits_are_refused_before_anything_is_written(good_dataset, tmp_p
             datasets.write_dataset("d_seed", splits, root, overwrite=True)
         one_line(str(e.value), message)
         assert snapshot(root) == before  # the build it would have replaced is untouched
+
+
+# ----------------------------------------------------------------------------- training: config, workdir, checkpoints
+
+def kd_config(data, **overrides):
+    data_dir, tokenizer = data
+    cfg = config_lib.load_config(os.path.join(ROOT, "configs/explainer_kd.py:local"))
+    cfg.model.tokenizer = tokenizer
+    cfg.model.init.update(hidden_size=32, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=64)
+    cfg.data.update(dir=data_dir, topk=4, max_length=160)
+    cfg.train.update(steps=12, batch_size=8, log_every=1, eval_every=100, eval_batches=1, checkpoint_every=4,
+                     keep_checkpoints=3, export=False)
+    cfg.optim.update(lr=3e-3, warmup_steps=2)
+    config_lib.apply_overrides(cfg, [f"{k}={v}" for k, v in overrides.items()])
+    return cfg
+
+
+def cli_args(data, workdir, *overrides):
+    data_dir, tokenizer = data
+    return ["--config", os.path.join(ROOT, "configs/explainer_kd.py:local"), "--workdir", str(workdir),
+            f"--config.data.dir={data_dir}", f"--config.model.tokenizer={tokenizer}", "--config.data.topk=4",
+            *overrides]
+
+
+def train_losses(workdir) -> dict[int, float]:
+    return {r["step"]: r["loss"] for r in read_metrics(str(workdir)).get("train", [])}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return train_fixtures.build(str(tmp_path_factory.mktemp("bad_inputs_train")))
+
+
+@pytest.fixture(scope="module")
+def finished_run(data, tmp_path_factory):
+    """12 steps, checkpoints at 4, 8 and 12 (one device: the reference the reruns are compared with)."""
+    workdir = tmp_path_factory.mktemp("finished") / "run"
+    train_lib.train(kd_config(data), str(workdir), devices=jax.devices()[:1])
+    assert sorted(os.listdir(workdir / "checkpoints")) == ["12", "4", "8"]
+    return workdir
+
+
+@pytest.mark.parametrize("override,message", [
+    ("optim.lr=nan", "config key 'optim.lr' must be finite, got 'nan'"),
+    ("optim.lr=1e999", "config key 'optim.lr' must be finite, got '1e999'"),
+    ("train.keep_checkpoints=0", "config key 'train.keep_checkpoints' must be positive"),
+    ("optim.grad_accum=4", "batch size 8 with optim.grad_accum=4 gives micro-batches of 2, which is not divisible "
+                           "by the data-parallel size 8"),
+])
+def test_bad_training_values_are_one_line_and_exit_2_before_anything_is_written(data, tmp_path, capsys,
+                                                                                override, message):
+    workdir = tmp_path / "run"
+    assert train_lib.main(cli_args(data, workdir, f"--config.{override}")) == 2
+    one_line(capsys.readouterr().err, f"error: {message}")
+    assert not workdir.exists()
+
+
+def test_a_workdir_that_is_a_file_or_under_one_is_one_line(data, tmp_path, capsys):
+    afile = tmp_path / "notes.txt"
+    afile.write_text("mine\n")
+    for workdir, message in ((afile, "is a file, not a directory"),
+                             (afile / "runs" / "kd", f"lies under {afile}, which is a file")):
+        assert train_lib.main(cli_args(data, workdir)) == 2
+        one_line(capsys.readouterr().err, f"error: --workdir {workdir} {message}")
+    assert afile.read_text() == "mine\n"
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare(1) for a read-only mount")
+def test_a_read_only_workdir_is_one_line_from_the_cli(data, finished_run, tmp_path):
+    """A real read-only filesystem (a bind mount in a private mount namespace): permissions alone
+    don't stop root, which these machines run tests as."""
+    workdir = tmp_path / "ro"
+    shutil.copytree(finished_run, workdir)
+    before = snapshot(workdir)
+    mount = f'mount --bind "{workdir}" "{workdir}" && mount -o remount,ro,bind "{workdir}" && exec "$0" "$@"'
+    cmd = ["unshare", "--mount", "sh", "-c", mount, sys.executable, "-m", "lantern_jax.train",
+           *cli_args(data, workdir, "--config.train.steps=16")]
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    if "mount" in proc.stderr and proc.returncode != 2:
+        pytest.skip(f"no private mounts here: {proc.stderr.strip()[:200]}")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    one_line(proc.stderr.strip().splitlines()[-1], f"error: --workdir {workdir} can't be written (Read-only file system)")
+    assert snapshot(workdir) == before
+
+
+@pytest.mark.slow
+def test_damaged_checkpoints_fall_back_to_the_newest_that_restores(data, finished_run, tmp_path, caplog):
+    """Step 12 with an emptied data_iter file and step 8 with truncated arrays: the rerun says why it
+    skips each, resumes from step 4 and recomputes steps 5..12 bit for bit; the damaged steps are
+    kept beside the new ones."""
+    workdir = tmp_path / "run"
+    shutil.copytree(finished_run, workdir)
+    ckpts = workdir / "checkpoints"
+    (ckpts / "12" / "data_iter" / "process_0-of-1.json").write_text("")
+    for f in (ckpts / "8" / "state").rglob("*"):
+        if f.is_file() and f.parent.name == "d":
+            f.write_bytes(f.read_bytes()[:f.stat().st_size // 2])
+    damaged = {step: snapshot(ckpts / step) for step in ("8", "12")}
+    with caplog.at_level("WARNING", logger="lantern_jax.checkpoint"):
+        train_lib.train(kd_config(data), str(workdir), devices=jax.devices()[:1])
+    warnings = [r.getMessage() for r in caplog.records if r.name == "lantern_jax.checkpoint"]
+    assert [w.split(" (")[0] for w in warnings[:2]] == ["checkpoint step 12 can't be restored",
+                                                        "checkpoint step 8 can't be restored"]
+    assert "JSONDecodeError" in warnings[0] and "is not valid for value of size" in warnings[1]
+    assert all("\n" not in w for w in warnings)
+    assert f"checkpoint step 12 moved to {ckpts / '12.damaged'}; resuming from step 4" in warnings
+    assert sorted(os.listdir(ckpts)) == ["12", "12.damaged", "4", "8", "8.damaged"]
+    for step, files in damaged.items():  # set aside byte for byte, not deleted
+        assert {k.replace(f"/{step}/", f"/{step}.damaged/"): v for k, v in files.items()} == snapshot(
+            ckpts / f"{step}.damaged")
+    assert train_losses(workdir) == train_losses(finished_run)
+
+
+def test_a_rerun_with_another_model_is_refused_before_anything_is_written(data, finished_run, capsys):
+    before = snapshot(finished_run)
+    cfg = kd_config(data, **{"model.init.hidden_size": 48, "model.init.num_layers": 3, "train.steps": 16})
+    with pytest.raises(WorkdirError) as e:
+        train_lib.train(cfg, str(finished_run), devices=jax.devices()[:1])
+    one_line(str(e.value), f"--workdir {finished_run} holds checkpoints of another model",
+             "model.init.hidden_size: 32 -> 48; model.init.num_layers: 2 -> 3", "nothing was changed")
+    assert snapshot(finished_run) == before
+
+
+@pytest.mark.slow
+def test_a_diverging_run_stops_at_the_first_non_finite_step_leaving_finite_checkpoints(data, tmp_path, caplog):
+    """lr=1e30 (finite, so accepted) blows the weights up within a few steps. The dev split (16
+    pairs) is smaller than the batch (32): said once, not skipped silently."""
+    workdir = tmp_path / "run"
+    cfg = kd_config(data, **{"optim.lr": 1e30, "train.batch_size": 32, "train.checkpoint_every": 1,
+                             "train.log_every": 4, "data.max_length": 96})
+    with caplog.at_level("WARNING", logger="lantern_jax.train"), pytest.raises(NonFiniteError) as e:
+        train_lib.train(cfg, str(workdir), devices=jax.devices()[:1])
+    message = one_line(str(e.value), "non-finite", "training stopped and checkpoint step")
+    step = int(message.split(":")[0].removeprefix("step "))
+    assert f"checkpoint step {step - 1} (finite) is the latest" in message
+    assert sorted(int(s) for s in os.listdir(workdir / "checkpoints")) == list(range(1, step))
+    assert "config key 'data.eval_split': 'dev' holds 16 examples per process, fewer than one batch of " \
+           "train.batch_size=32: this run has no eval metrics" in caplog.text
+    lines = (workdir / "metrics.jsonl").read_text().splitlines()
+    assert all(json.loads(line, parse_constant=lambda c: pytest.fail(f"bare {c} in metrics.jsonl")) for line in lines)
+    restored = saved_arrays(cfg, workdir, step - 1)
+    assert all(np.isfinite(x).all() for x in jax.tree.leaves(restored))
+
+
+def saved_arrays(cfg, workdir, step):
+    """The arrays of checkpoint `step`, restored through Orbax as saved (no model built)."""
+    import orbax.checkpoint as ocp
+    with ocp.CheckpointManager(workdir / "checkpoints") as manager:
+        return manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"]
+
+
+# ----------------------------------------------------------------------------- HTTP: the serving app
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """Classifier + explainer exports of random tiny models; nothing here reaches them (no warm-up)."""
+    from flax import nnx
+
+    from lantern_jax.data.tokenizer import train_tokenizer
+    from lantern_jax.models import hf
+    from lantern_jax.models.decoder import DecoderConfig, DecoderLM
+    from lantern_jax.models.encoder import Classifier, ClassifierConfig, EncoderConfig
+    from lantern_jax.serve.app import create_app
+    from lantern_jax.serve.config import ServeConfig
+    from lantern_jax.serve.service import load_service
+
+    root = tmp_path_factory.mktemp("served")
+    pairs = synth_pairs(2)
+    tok = train_tokenizer([json.dumps(prompts.inhouse_messages(p)) for p in pairs], vocab_size=400)
+    dec = DecoderConfig(vocab_size=len(tok), hidden_size=16, num_layers=1, num_heads=2, num_kv_heads=1,
+                        intermediate_size=32, max_position_embeddings=4096)
+    hf.save_hf(DecoderLM(dec, rngs=nnx.Rngs(0)), root / "explainer", tokenizer=tok)
+    enc = EncoderConfig(vocab_size=len(tok), hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32)
+    hf.save_hf(Classifier(ClassifierConfig(enc), rngs=nnx.Rngs(1)), root / "classifier", tokenizer=tok)
+    service = load_service(ServeConfig(max_new_tokens=8, prompt_buckets=(2048,)), classifier=root / "classifier",
+                           explainer=root / "explainer", warmup=False)
+    with serve_app(create_app(service)) as url:
+        yield url, service, pairs[0].to_dict()
+
+
+def _with(record: dict, path: str, value) -> dict:
+    out = json.loads(json.dumps(record))
+    *parents, last = path.split(".")
+    node = out
+    for key in parents:
+        node = node[int(key)] if key.isdigit() else node[key]
+    node[int(last) if last.isdigit() else last] = value
+    return out
+
+
+def test_bad_http_requests_get_a_4xx_naming_the_field_and_are_counted(served):
+    url, service, pair = served
+    chat = {"messages": [{"role": "user", "content": "hi"}]}
+    cases = [  # (path, body as JSON text (\\ud800 stays an escape), content type, status, param, message)
+        ("/v1/explain", {"pair": _with(pair, "member.summary", "\ud800")}, None, 422, "pair.member.summary",
+         "field 'pair.member.summary': is not valid Unicode (lone surrogate U+D800 at character 0)"),
+        ("/v1/fit", {"pairs": [_with(pair, "job.title", "QA \udfff")]}, None, 422, "pairs[0].job.title",
+         "is not valid Unicode (lone surrogate U+DFFF at character 3)"),
+        ("/v1/fit", {"pairs": [_with(pair, "member.skills.0", "\ud83d")]}, None, 422, "pairs[0].member.skills[0]",
+         "lone surrogate U+D83D"),
+        ("/v1/chat/completions", _with(chat, "messages.0.content", "hi \ud800"), None, 400, "messages[0].content",
+         "field 'messages[0].content': is not valid Unicode (lone surrogate U+D800 at character 3)"),
+        ("/v1/chat/completions", _with(chat, "messages.0.content", [{"type": "text", "text": "\ud800"}]), None, 400,
+         "messages[0].content[0].text", "is not valid Unicode"),
+        ("/v1/explain", {"pair": pair, "guided": "yes"}, None, 422, "guided",
+         "field 'guided': Input should be a valid boolean (got string)"),
+        ("/v1/chat/completions", {**chat, "temperature": "0.5"}, None, 400, "temperature",
+         "field 'temperature': Input should be a valid number (got string)"),
+        ("/v1/chat/completions", {**chat, "stream": "yes"}, None, 400, "stream", "Input should be a valid boolean"),
+        ("/v1/fit", {"pairs": [pair]}, "text/plain", 400, "Content-Type",
+         "request body must be JSON (Content-Type: application/json), got Content-Type 'text/plain'"),
+    ]
+    metric = "lantern_http_requests_total"
+    before = {(c[0], c[3]): service.metrics.sample(metric, endpoint=c[0], status=str(c[3])) for c in cases}
+    for path, body, content_type, status, param, message in cases:
+        r = httpx.post(url + path, content=json.dumps(body).encode(),
+                       headers={"content-type": content_type or "application/json"}, timeout=30)
+        assert r.status_code == status, (path, r.text)
+        error = r.json()["error"]
+        assert error["param"] == param, error
+        one_line(error["message"], message)
+    for (path, status), count in before.items():
+        expected = sum(1 for c in cases if (c[0], c[3]) == (path, status))
+        assert service.metrics.sample(metric, endpoint=path, status=str(status)) - count == expected
+    exposition = httpx.get(url + "/metrics").text  # what a Prometheus server scrapes
+    assert f'{metric}{{endpoint="/v1/chat/completions",status="400"}}' in exposition
+    assert httpx.get(url + "/healthz").json()["status"] == "ok"
