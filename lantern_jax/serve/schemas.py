@@ -9,9 +9,9 @@ ignored, as vLLM does. Validation errors name the field's path.
 """
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
 from lantern_jax.data.schema import ASSESSMENT_JSON_SCHEMA, Pair, check_text, pair_from_record, text_problem
 
@@ -32,6 +32,13 @@ def _unicode_json(value: Any) -> Any:
 
 Text = Annotated[str, AfterValidator(_unicode)]
 JsonObject = Annotated[dict, AfterValidator(_unicode_json)]
+
+
+def text_or_list(item, name: str):
+    """A string or a list of `item`, validated as the one the input is: errors then come from that
+    member alone (its tag, 'str' or 'list[name]', is dropped from error paths by errors.field_path)."""
+    return Annotated[Union[Annotated[Text, Tag("str")], Annotated[list[item], Tag(f"list[{name}]")]],
+                     Discriminator(lambda v: f"list[{name}]" if isinstance(v, list) else "str")]
 
 
 class _Strict(BaseModel):
@@ -98,7 +105,7 @@ class TextPart(_Strict):
 
 class ChatMessage(_Strict):
     role: Literal["system", "developer", "user", "assistant"]
-    content: Text | list[TextPart] | None = None
+    content: text_or_list(TextPart, "TextPart") | None = None
 
     def text(self) -> str:
         if isinstance(self.content, list):
@@ -132,7 +139,7 @@ class ChatCompletionRequest(_Strict):
     seed: int | None = None
     logprobs: bool = False
     top_logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
-    stop: Text | list[Text] | None = Field(None)
+    stop: text_or_list(Text, "str") | None = None
     n: int = Field(1, ge=1, le=MAX_CHOICES)
     stream: bool = False  # server-sent events, OpenAI's chat.completion.chunk objects
     stream_options: StreamOptions | None = None
