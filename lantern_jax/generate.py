@@ -18,7 +18,7 @@ import numpy as np
 from flax import nnx
 
 from lantern_jax.models.decoder import DecoderLM
-from lantern_jax.models.hf import stop_token_ids  # noqa: F401  (re-exported: callers import it from here)
+from lantern_jax.models.hf import stop_token_ids
 
 LENGTH_BUCKETS = (32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)

@@ -1,8 +1,8 @@
 """Bad input, tried as a new user would: every case gets one line naming the input and what is wrong
 (a distinct exit status or HTTP code), and nothing already written changes.
 
-Cases run in-process where the CLI has a `main(argv)` (same code path, no interpreter start-up);
-the training CLI cases that need a real process share as few processes as possible.
+Cases run in-process through each CLI's `main(argv)` (the same code path, no interpreter start-up);
+one runs as a real process: the read-only workdir, which needs a private read-only mount.
 """
 from __future__ import annotations
 
@@ -280,6 +280,11 @@ def data(tmp_path_factory):
     return train_fixtures.build(str(tmp_path_factory.mktemp("bad_inputs_train")))
 
 
+# The tests that train share one worker under `--dist loadgroup`: the module fixtures below train
+# once per process, so spreading them would train the reference run twice.
+TRAINING = pytest.mark.xdist_group("bad_inputs_training")
+
+
 @pytest.fixture(scope="module")
 def finished_run(data, tmp_path_factory):
     """12 steps, checkpoints at 4, 8 and 12 (one device: the reference the reruns are compared with)."""
@@ -296,6 +301,7 @@ def finished_run(data, tmp_path_factory):
     ("optim.grad_accum=4", "batch size 8 with optim.grad_accum=4 gives micro-batches of 2, which is not divisible "
                            "by the data-parallel size 8"),
 ])
+@TRAINING
 def test_bad_training_values_are_one_line_and_exit_2_before_anything_is_written(data, tmp_path, capsys,
                                                                                 override, message):
     workdir = tmp_path / "run"
@@ -304,6 +310,7 @@ def test_bad_training_values_are_one_line_and_exit_2_before_anything_is_written(
     assert not workdir.exists()
 
 
+@TRAINING
 def test_a_workdir_that_is_a_file_or_under_one_is_one_line(data, tmp_path, capsys):
     afile = tmp_path / "notes.txt"
     afile.write_text("mine\n")
@@ -314,6 +321,9 @@ def test_a_workdir_that_is_a_file_or_under_one_is_one_line(data, tmp_path, capsy
     assert afile.read_text() == "mine\n"
 
 
+@TRAINING
+@pytest.mark.slow
+@pytest.mark.subprocess
 @pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare(1) for a read-only mount")
 def test_a_read_only_workdir_is_one_line_from_the_cli(data, finished_run, tmp_path):
     """A real read-only filesystem (a bind mount in a private mount namespace): permissions alone
@@ -333,6 +343,7 @@ def test_a_read_only_workdir_is_one_line_from_the_cli(data, finished_run, tmp_pa
     assert snapshot(workdir) == before
 
 
+@TRAINING
 @pytest.mark.slow
 def test_damaged_checkpoints_fall_back_to_the_newest_that_restores(data, finished_run, tmp_path, caplog):
     """Step 12 with an emptied data_iter file and step 8 with truncated arrays: the rerun says why it
@@ -361,6 +372,8 @@ def test_damaged_checkpoints_fall_back_to_the_newest_that_restores(data, finishe
     assert train_losses(workdir) == train_losses(finished_run)
 
 
+@TRAINING
+@pytest.mark.slow
 def test_a_rerun_with_another_model_is_refused_before_anything_is_written(data, finished_run, capsys):
     before = snapshot(finished_run)
     cfg = kd_config(data, **{"model.init.hidden_size": 48, "model.init.num_layers": 3, "train.steps": 16})
@@ -371,6 +384,7 @@ def test_a_rerun_with_another_model_is_refused_before_anything_is_written(data, 
     assert snapshot(finished_run) == before
 
 
+@TRAINING
 @pytest.mark.slow
 def test_a_diverging_run_stops_at_the_first_non_finite_step_leaving_finite_checkpoints(data, tmp_path, caplog):
     """lr=1e30 (finite, so accepted) blows the weights up within a few steps. The dev split (16

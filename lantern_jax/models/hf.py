@@ -1,6 +1,6 @@
 """Hugging Face checkpoint folders <-> our NNX models: safetensors I/O and tokenizers.
 
-API: `load_hf(path, *, dtype=None, mesh=None)`, `save_hf(model, path)`, `load_tokenizer(path)`,
+API: `load_hf(path, *, dtype=None, mesh=None)`, `save_hf(model, path, dtype=...)`, `load_tokenizer(path)`,
 and `model_from_state(config, tensors, ...)` (shared with GGUF files, see `models.sources`).
 
 Config mapping lives in `hf_config`, the tensor-name tables in `hf_names`. Under a mesh, each
@@ -21,11 +21,12 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from lantern_jax.models.decoder import DecoderLM
 from lantern_jax.models.encoder import ClassifierConfig
 from lantern_jax.models.errors import CheckpointError
 from lantern_jax.models.hf_config import config_from_hf, config_to_hf
 from lantern_jax.models import hf_names
-from lantern_jax.models.kinds import Model, build_model
+from lantern_jax.models.kinds import Model, build_model, model_kind
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,8 @@ import numpy as np
 
 from lantern_jax import guided
 from lantern_jax.data.input_pipeline import prompt_ids
-from lantern_jax.generate import SamplingConfig, generate_ids, stop_token_ids
+from lantern_jax.generate import SamplingConfig, generate_ids
+from lantern_jax.models.hf import stop_token_ids
 from lantern_jax.models.decoder import DecoderLM
 from lantern_jax.serve.schemas import MAX_TOP_LOGPROBS
 from lantern_jax.data.token_bytes import token_bytes_table
