@@ -151,6 +151,17 @@ def test_pairs_files_with_bad_text_are_one_line_naming_file_line_and_field(tmp_p
     assert not out.exists()
 
 
+def test_a_review_file_with_bad_text_is_one_line_naming_file_row_and_field(tmp_path):
+    from lantern_jax.teacher.hitl import ReviewFileError, import_review
+    review = tmp_path / "review.jsonl"
+    rows = [{"pair_id": "p0", "accept": "1", "note": "fine"}, {"pair_id": "p1", "reject": "1", "note": "bad \udc80"}]
+    review.write_text("".join(json.dumps(r) + "\n" for r in rows))  # the JSON escape, as an editor may save it
+    with pytest.raises(ReviewFileError) as e:
+        import_review(str(review))
+    one_line(str(e.value), f"{review}:2: field 'note' is not valid Unicode (lone surrogate U+DC80 at character 4)")
+    assert isinstance(e.value, DataError)  # so the pipeline's CLI answers it in one line, exit 2
+
+
 def test_a_rejected_api_key_leaves_no_records_file(tmp_path, capsys, monkeypatch):
     pairs = synth_pairs(3)
     good = write_pairs_file(tmp_path / "pairs.jsonl", pairs)

@@ -227,8 +227,9 @@ REVIEW_COLUMNS = ("pair_id", "gates", "fit_level", "p_high", "p_medium", "p_low"
                   "accept", "reject", "edit", "note")
 
 
-class ReviewFileError(ValueError):
-    """A review file that can't be imported; str() names the file and row."""
+class ReviewFileError(DataError):
+    """A review file that can't be imported; str() names the file and row (a DataError: every CLI
+    reports it in one line)."""
 
 
 def review_rows(records: Sequence[Mapping[str, Any]], results: Sequence[GateResult]) -> list[dict]:
