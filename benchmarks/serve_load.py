@@ -27,6 +27,7 @@ import tempfile
 import time
 
 import numpy as np
+from prometheus_client.parser import text_string_to_metric_families
 
 from lantern_jax.data import prompts, synth
 from lantern_jax.data.tokenizer import train_tokenizer
@@ -152,8 +153,10 @@ async def drive(url: str, records: list[dict], clients: int, seconds: float, mix
 
 def model_stats(metrics: str) -> dict[str, dict[str, float]]:
     """Per model, from /metrics: mean batch size and model time per example (ms)."""
+    samples = [s for family in text_string_to_metric_families(metrics) for s in family.samples]
+
     def read(name):
-        return {m: float(v) for m, v in re.findall(name + r'\{model="(\w+)"\} (\S+)', metrics)}
+        return {s.labels["model"]: s.value for s in samples if s.name == name}
     sizes, batches = read("lantern_batch_size_sum"), read("lantern_batch_size_count")
     seconds = read("lantern_batch_duration_seconds_sum")
     return {m: {"batch": sizes[m] / batches[m], "ms_per_example": 1000 * seconds[m] / sizes[m]}

@@ -24,6 +24,7 @@ import sys
 
 import ml_collections
 import numpy as np
+from tqdm import tqdm
 
 from lantern_jax import cli, inference, pipeline, scoring, stages
 from lantern_jax import config as config_lib
@@ -164,7 +165,7 @@ def score(cfg, run: Run, model_dir: str, base: RunDir) -> dict:
     if run.kind == "classifier":
         texts = [prompts.classifier_text(p, compress=run.compress) for p in pairs]
         max_length = cfg.uncompressed_max_length if not run.compress else cfg.base.classifier.data.max_length
-        logits, ms = inference.classify(model, tokenizer, texts, max_length=max_length)
+        logits, ms = inference.classify(model, tokenizer, texts, max_length=max_length, desc=f"score {run.name}")
         ref = scoring.reference_labels([teacher.get(p.pair_id) for p in pairs])
         has = ref >= 0
         m = scoring.classification_metrics(logits.argmax(1)[has], ref[has])
@@ -176,7 +177,8 @@ def score(cfg, run: Run, model_dir: str, base: RunDir) -> dict:
                 "truncated": float(np.mean([n > max_length for n in lengths])),
                 "posting_tokens": (job.job_tokens_compressed if run.compress else job.job_tokens_full) / job.pairs}
     shown = pairs[:cfg.base.evaluate.n_explain]
-    texts = inference.explain(model, tokenizer, shown, max_new_tokens=cfg.base.evaluate.max_new_tokens)
+    texts = inference.explain(model, tokenizer, shown, max_new_tokens=cfg.base.evaluate.max_new_tokens,
+                              desc=f"score {run.name}")
     m = scoring.explainer_metrics(texts, [teacher.get(p.pair_id) for p in shown],
                                   [p.truth["fit_level"] for p in shown])
     m.pop("_levels")
@@ -215,6 +217,7 @@ def run(cfg: ml_collections.ConfigDict, workdir: str) -> list[dict]:
     pipeline.run(cfg.base, os.path.join(workdir, "base"))
     base = RunDir(os.path.join(workdir, "base"))
     results: dict[str, list[dict]] = {}
+    bar = tqdm(total=len({r.name for _, _, r in selected}) * cfg.seeds, desc="ablations", unit="cell")
     for group, cell, r in selected:
         if r.name in results:  # a run another cell already trained and scored
             continue
@@ -227,6 +230,8 @@ def run(cfg: ml_collections.ConfigDict, workdir: str) -> list[dict]:
 
             outcome = stages.run_once(f"[ablations] {group}/{cell} seed {seed}: {r.name}", run_dir, cell_run)
             results[r.name].append(outcome.summary)
+            bar.update(1)
+    bar.close()
     rows = summarise(selected, results)
     with open(os.path.join(workdir, "ablations.json"), "w") as f:
         json.dump({"rows": rows, "runs": results}, f, indent=2, default=float)

@@ -60,6 +60,8 @@ import time
 from collections import Counter
 from typing import Callable, Sequence
 
+from tqdm import tqdm
+
 from lantern_jax import blackbox, cli, inference
 from lantern_jax.data import prompts, synth
 from lantern_jax.data.rundir import EVAL_SPLITS, RunDir
@@ -260,14 +262,14 @@ def _key(pair: Pair) -> tuple[str, str]:
 def judge_classifier(model, tokenizer, pairs: Sequence[Pair], max_length: int) -> tuple[list[str], list[tuple]]:
     """Fit levels and the token window the classifier actually reads."""
     texts = [prompts.classifier_text(p) for p in pairs]
-    logits, _ = inference.classify(model, tokenizer, texts, max_length=max_length)
+    logits, _ = inference.classify(model, tokenizer, texts, max_length=max_length, desc="audit: classifier")
     windows = [tuple(tokenizer(t, truncation=True, max_length=max_length)["input_ids"]) for t in texts]
     return [FIT_LEVELS[i] for i in logits.argmax(1)], windows
 
 
-def judge_explainer(model, tokenizer, pairs: Sequence[Pair], max_new_tokens: int) -> list[str]:
+def judge_explainer(model, tokenizer, pairs: Sequence[Pair], max_new_tokens: int, name: str = "explainer") -> list[str]:
     levels = []
-    for text in inference.explain(model, tokenizer, pairs, max_new_tokens=max_new_tokens):
+    for text in inference.explain(model, tokenizer, pairs, max_new_tokens=max_new_tokens, desc=f"audit: {name}"):
         try:  # as scoring.explainer_metrics reads it: a level even if the opening disagrees
             levels.append(parse_assessment(text, check_opening_sentence=False).fit_level)
         except TeacherOutputError:
@@ -286,15 +288,19 @@ def judge_teacher(cfg, wd, pairs: Sequence[Pair], url: str | None = None, key_en
                 raise
             except TeacherError as e:
                 return "declined" if "matches no loaded pair" in str(e) else "failed"
+            finally:
+                bar.update(1)
             return (result.assessment or {}).get("fit_level") or "unparsable"
         try:
             return list(await asyncio.gather(*(one(p) for p in pairs)))
         finally:
             await teacher.aclose()
 
+    bar = tqdm(total=len(pairs), desc="audit: teacher", unit="pair", leave=False)
+
     cache = wd("evaluate", "audit_teacher_cache") if url else None  # a paid rerun never pays twice
     with blackbox.teacher(cfg, list(wd.all_pairs().values()), cache_dir=cache, url=url, key_env=key_env,
-                          record_top_logprobs=cfg.blackbox.top_logprobs) as client:
+                          record_top_logprobs=cfg.blackbox.top_logprobs) as client, bar:
         return run_sync(lambda: assess_all(client))
 
 
@@ -321,7 +327,7 @@ def audit(cfg, wd, *, classifier=None, explainer=None, teacher_url: str | None =
                                                cfg.classifier.data.max_length),
         "explainer": lambda: judge_explainer(*(explainer or load("explainer")), profiles,
                                              cfg.evaluate.max_new_tokens),
-        "inhouse": lambda: judge_explainer(*load("inhouse"), profiles, cfg.evaluate.max_new_tokens),
+        "inhouse": lambda: judge_explainer(*load("inhouse"), profiles, cfg.evaluate.max_new_tokens, "inhouse"),
         "teacher": lambda: judge_teacher(cfg, wd, profiles, teacher_url, teacher_key_env)}
     levels, seconds = {"classifier": ([], []), **{j: [] for j in JUDGES if j != "classifier"}}, {}
     for judge, run in runners.items() if profiles else ():  # n_audit = 0: nothing to judge

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import math
 import os
 from collections.abc import Sequence
 
@@ -40,6 +41,7 @@ def load_config(spec: str, overrides: Sequence[str] = ()) -> ml_collections.Conf
     if not isinstance(cfg, ml_collections.ConfigDict):
         raise ConfigError(f"{path}: get_config must return an ml_collections.ConfigDict")
     apply_overrides(cfg, overrides)
+    check_finite(cfg)
     return cfg
 
 
@@ -61,15 +63,37 @@ def _parse(text: str, current, key: str):
     try:
         value = ast.literal_eval(text)
     except (ValueError, SyntaxError):
-        raise ConfigError(f"config key {key!r}: cannot parse {text!r} as "
-                          f"{type(current).__name__}") from None
+        value = _float_word(text) if isinstance(current, float) else None
+        if value is None:
+            raise ConfigError(f"config key {key!r}: cannot parse {text!r} as "
+                              f"{type(current).__name__}") from None
     if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
+    if isinstance(value, float) and not math.isfinite(value):  # "nan", "inf", 1e999
+        raise ConfigError(f"config key {key!r} must be finite, got {text!r}")
     if isinstance(current, (list, tuple)) and isinstance(value, (list, tuple)):
         return type(current)(value)
     if not isinstance(value, type(current)) or isinstance(value, bool) != isinstance(current, bool):
         raise ConfigError(f"config key {key!r}: expected {type(current).__name__}, got {text!r}")
     return value
+
+
+def _float_word(text: str) -> float | None:
+    """float() of what literal_eval can't read but a user means as a number ("nan", "inf")."""
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def check_finite(cfg: ml_collections.ConfigDict, prefix: str = "") -> None:
+    """Every float in `cfg` is a finite number: a NaN or infinite value (from a config file, or an
+    override such as 1e999) would only surface as a NaN loss steps later."""
+    for key, value in cfg.items():
+        if isinstance(value, ml_collections.ConfigDict):
+            check_finite(value, f"{prefix}{key}.")
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"config key '{prefix}{key}' must be finite, got {value!r}")
 
 
 def apply_overrides(cfg: ml_collections.ConfigDict, overrides: Sequence[str]) -> None:

@@ -39,8 +39,8 @@ def run(cfg, wd: RunDir) -> dict:
 
     clf, clf_tok = sources.load(wd.export("classifier"))
     max_len = cfg.classifier.data.max_length
-    logits = {s: inference.classify(clf, clf_tok, [prompts.classifier_text(p) for p in ps], max_length=max_len)
-              for s, ps in splits.items()}
+    logits = {s: inference.classify(clf, clf_tok, [prompts.classifier_text(p) for p in ps], max_length=max_len,
+                                    desc=f"evaluate {s}: classifier") for s, ps in splits.items()}
     dev_ref = scoring.reference_labels([teacher.get(p.pair_id) for p in splits["dev"]])
     known = dev_ref >= 0
     temperature = scoring.fit_temperature(logits["dev"][0][known], dev_ref[known]) if known.any() else 1.0
@@ -64,9 +64,11 @@ def run(cfg, wd: RunDir) -> dict:
         m["classifier"]["ece_temperature_scaled"], table_t = scoring.ece(probs[1][has], ref_teacher[has])
         reliability[split] = (table, table_t)
         ps_explain = ps[:cfg.evaluate.n_explain]  # generation is the slow part: its own budget
-        samples = {"explainer": inference.explain(lm, lm_tok, ps_explain, max_new_tokens=cfg.evaluate.max_new_tokens)}
+        samples = {"explainer": inference.explain(lm, lm_tok, ps_explain, max_new_tokens=cfg.evaluate.max_new_tokens,
+                                                  desc=f"evaluate {split}: explainer")}
         if guided_tokens:
-            samples["explainer_guided"] = inference.explain(lm, lm_tok, ps_explain, max_new_tokens=guided_tokens, guided=True)
+            samples["explainer_guided"] = inference.explain(lm, lm_tok, ps_explain, max_new_tokens=guided_tokens,
+                                                            guided=True, desc=f"evaluate {split}: explainer (guided)")
         for key, texts in samples.items():
             em = scoring.explainer_metrics(texts, [teacher.get(p.pair_id) for p in ps_explain],
                                    [p.truth["fit_level"] for p in ps_explain])

@@ -18,6 +18,7 @@ import numpy as np
 from flax import nnx
 
 from lantern_jax.models.decoder import DecoderLM
+from lantern_jax.models.hf import stop_token_ids
 
 LENGTH_BUCKETS = (32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
@@ -227,15 +228,6 @@ def generate_ids(model: DecoderLM, prompts: Sequence[Sequence[int]], stop_ids: S
         end = int(stop_at[0]) + 1 if stop_at.size else limits[i]
         results.append((tokens[i, :end], lps[i, :end], top_i[i, :end], top_lp[i, :end]))
     return results
-
-
-def stop_token_ids(tokenizer) -> list[int]:
-    """The tokenizer's EOS plus the chat end-of-turn / end-of-text tokens it has."""
-    stops = {tokenizer.eos_token_id} | {tokenizer.convert_tokens_to_ids(t)
-                                        for t in ("<|im_end|>", "<|endoftext|>")
-                                        if t in tokenizer.get_vocab()}
-    stops.discard(None)
-    return sorted(stops)
 
 
 def generate(model: DecoderLM, tokenizer, prompts: Sequence[str],

@@ -326,7 +326,7 @@ def fit_report(cfg: ml_collections.ConfigDict, target: Target | str, name: str =
     dims = mesh_sizes(cfg.mesh, target.devices)
     mesh = AbstractMesh(tuple(dims.values()), tuple(dims), axis_types=(AxisType.Auto,) * len(dims))
     micro = cfg.train.batch_size // cfg.optim.grad_accum
-    mesh_lib.check_batch(mesh, micro)
+    mesh_lib.check_batch(mesh, cfg.train.batch_size, cfg.optim.grad_accum)
     rows = micro // mesh_lib.data_parallel_size(mesh)
     model, optimizer, teacher = abstract_models(cfg, mesh)
     param_leaves = jax.tree.leaves(nnx.state(model, nnx.Param))

@@ -129,8 +129,13 @@ def data_parallel_size(mesh: jax.sharding.Mesh) -> int:
     return math.prod(sizes[a] for a in mesh_axes("batch"))
 
 
-def check_batch(mesh: jax.sharding.Mesh, batch_size: int) -> None:
+def check_batch(mesh: jax.sharding.Mesh, batch_size: int, grad_accum: int = 1) -> None:
+    """Each step's (micro-)batch, `batch_size // grad_accum` rows, must split evenly over the
+    data-parallel devices; the error names the batch size the user gave."""
     dp = data_parallel_size(mesh)
-    if batch_size % dp:
-        raise MeshError(f"batch size {batch_size} is not divisible by the data-parallel size {dp} "
+    micro = batch_size // grad_accum
+    if micro % dp:
+        split = (f" with optim.grad_accum={grad_accum} gives micro-batches of {micro}, which"
+                 if grad_accum > 1 else "")
+        raise MeshError(f"batch size {batch_size}{split} is not divisible by the data-parallel size {dp} "
                         f"(mesh {dict(zip(mesh.axis_names, mesh.axis_sizes))})")

@@ -13,6 +13,7 @@ TensorBoard, metrics.jsonl and a progress bar with tokens/s and KD-aware MFU. A 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -22,6 +23,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import ml_collections
+from flax import nnx
 from tqdm import tqdm
 
 from lantern_jax import cli, probe, stages, storage
@@ -34,6 +36,7 @@ from lantern_jax.data import datasets
 from lantern_jax.data import input_pipeline as pipe
 from lantern_jax.data.schema import DataError
 from lantern_jax.distill import objectives
+from lantern_jax.guard import FiniteGuard
 from lantern_jax.models import hf, sources
 from lantern_jax.train_log import MetricsLog
 
@@ -52,19 +55,19 @@ def validate(cfg: ml_collections.ConfigDict, devices=None, objective: objectives
             f"{'a classifier' if objective.model_kind == 'classifier' else 'an lm'}")
     sources.parse(cfg.model.source, "model.source", earlier_stages=earlier_stages)
     objective.validate(earlier_stages)
+    config_lib.check_finite(cfg)
     for key in ("train.steps", "train.batch_size", "data.max_length", "optim.grad_accum",
-                "train.checkpoint_every", "train.log_every", "train.eval_every"):
+                "train.checkpoint_every", "train.log_every", "train.eval_every", "train.keep_checkpoints"):
         require(config_lib.get(cfg, key) > 0, f"config key {key!r} must be positive")
     require(cfg.optim.lr > 0, "config key 'optim.lr' must be positive")
     mesh = mesh_lib.make_mesh(dict(cfg.mesh), devices)
     if cfg.model.remat != "none" and not cfg.model.scan_layers and mesh.devices.flat[0].platform == "cpu":
         log.warning("config key 'model.remat': %r saves no memory on CPU unless model.scan_layers=True "
                     "(see layers.REMAT_POLICIES)", cfg.model.remat)
-    micro = cfg.train.batch_size // cfg.optim.grad_accum
     require(cfg.train.batch_size % cfg.optim.grad_accum == 0,
             f"config key 'train.batch_size': {cfg.train.batch_size} is not divisible by "
             f"optim.grad_accum={cfg.optim.grad_accum}")
-    mesh_lib.check_batch(mesh, micro)
+    mesh_lib.check_batch(mesh, cfg.train.batch_size, cfg.optim.grad_accum)
     require(cfg.train.batch_size % jax.process_count() == 0,
             f"config key 'train.batch_size': {cfg.train.batch_size} is not divisible by "
             f"{jax.process_count()} processes")
@@ -84,6 +87,12 @@ def _host(metrics) -> dict[str, float]:
 
 # --- the loop ---------------------------------------------------------------------------------
 
+# The config sections a workdir's checkpoints hold the state of: a rerun must not change them
+# (`storage.prepare`). Compute dtype, remat and the tokenizer's path don't change the state.
+STATE_KEYS = ("task", "model")
+STATE_KEYS_IGNORED = ("model.dtype", "model.remat", "model.tokenizer")
+
+
 class Preempted(SystemExit):
     """SIGTERM or a preemption notice: the last step is checkpointed; raised as Preempted(143),
     the exit status of a process stopped by SIGTERM (128 + 15)."""
@@ -94,10 +103,8 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, devices=None) -> dict[st
     eval metrics."""
     objective = objectives.for_config(cfg)
     mesh = validate(cfg, devices, objective)
-    root = storage.remote(workdir)
-    if jax.process_index() == 0:
-        root.mkdir(parents=True, exist_ok=True)
-        (root / "config.json").write_text(cfg.to_json_best_effort(indent=2))
+    storage.prepare(workdir, cfg.to_json_best_effort(indent=2), state_keys=STATE_KEYS, ignore=STATE_KEYS_IGNORED,
+                    write=jax.process_index() == 0)
     model, tokenizer = sources.build(cfg.model, mesh, seed=cfg.seed, kind=cfg.model.kind)
     tcfg = objective.teacher_section()
     teacher = sources.build(tcfg, mesh, seed=cfg.seed, kind="lm")[0] if tcfg else None
@@ -109,10 +116,13 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, devices=None) -> dict[st
     data_iter = pipe.train_iterator(data(cfg.data.train_split, True), cfg.train.batch_size)
     evals = (pipe.eval_batches(data(cfg.data.eval_split, False), cfg.train.batch_size,
                                cfg.train.eval_batches) if cfg.data.eval_split else [])
+    if cfg.data.eval_split and not evals:
+        log.warning("config key 'data.eval_split': %r holds %d examples per process, fewer than one batch of "
+                    "train.batch_size=%d: this run has no eval metrics", cfg.data.eval_split,
+                    len(data(cfg.data.eval_split, False)), cfg.train.batch_size)
     ckpt = Checkpointer(workdir, every=cfg.train.checkpoint_every, keep=cfg.train.keep_checkpoints)
-    start = ckpt.latest_step() or 0
+    start = ckpt.restore_latest(model, optimizer, data_iter)
     if start:
-        ckpt.restore(start, model, optimizer, data_iter)
         log.info("resumed from step %d", start)
     train_step, eval_step = train_step_lib.make_steps(cfg, objective)
     metrics_log = MetricsLog(workdir)
@@ -141,14 +151,19 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, devices=None) -> dict[st
                dynamic_ncols=True, file=sys.stdout, mininterval=1.0)
     last: dict[str, Any] = {}
     tokens_per_step = cfg.train.batch_size * cfg.data.max_length
-    with jax.set_mesh(mesh):
+    with contextlib.ExitStack() as closing, jax.set_mesh(mesh):
+        for resource in (metrics_log, ckpt, bar):  # closed on any exit; pending (finite) saves finish
+            closing.callback(resource.close)
         step = logged_at = start
+        guard = FiniteGuard()
         tic = time.perf_counter()
         while step < cfg.train.steps:
             batch = pipe.to_global(next(data_iter), mesh)
             out = train_step(model, optimizer, batch, jnp.asarray(step, jnp.int32), teacher)
             step += 1
+            guard.note(step, out)
             if step % cfg.train.log_every == 0 or step == cfg.train.steps:
+                guard.check(ckpt.latest_step())  # before any NaN is logged or saved
                 m = _host(out)  # waits for the step: the time below is real compute
                 dt = (time.perf_counter() - tic) / (step - logged_at)
                 tic, logged_at = time.perf_counter(), step
@@ -163,15 +178,15 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, devices=None) -> dict[st
             if evals and (step % cfg.train.eval_every == 0 or step == cfg.train.steps):
                 last["eval"] = evaluate(eval_step, model, evals, mesh, teacher)
                 metrics_log.write(step, "eval", last["eval"])
+            if ckpt.due(step) or step == cfg.train.steps:
+                guard.check(ckpt.latest_step(), step=step, weights=nnx.state(model))
             ckpt.save(step, model, optimizer, data_iter, force=step == cfg.train.steps)
             if ckpt.preempted(step):
+                guard.check(ckpt.latest_step(), step=step, weights=nnx.state(model))
                 ckpt.save(step, model, optimizer, data_iter, force=True)
                 ckpt.wait()
                 print(f"[train] preempted: saved step {step}, exiting", flush=True)
                 break
-    bar.close()
-    ckpt.close()
-    metrics_log.close()
     if step < cfg.train.steps:  # preempted: callers (pipeline, ablations) must not go on as if done
         raise Preempted(143)
     if cfg.train.export:

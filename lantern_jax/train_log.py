@@ -3,6 +3,7 @@ gs:// workdir when the run ends)."""
 from __future__ import annotations
 
 import json
+import math
 import os
 
 import jax
@@ -26,7 +27,8 @@ class MetricsLog:
     def write(self, step: int, prefix: str, metrics: dict[str, float]) -> None:
         if not self.active:
             return
-        self.jsonl.write(json.dumps({"step": step, "split": prefix, **metrics}) + "\n")
+        finite = {k: v if math.isfinite(v) else None for k, v in metrics.items()}  # JSON has no NaN
+        self.jsonl.write(json.dumps({"step": step, "split": prefix, **finite}) + "\n")
         self.jsonl.flush()
         for k, v in metrics.items():
             self.tb.add_scalar(f"{prefix}/{k}", v, step)

@@ -15,8 +15,9 @@ if [ ! -x .venv/bin/python ]; then
 fi
 python=.venv/bin/python
 "$python" -m pip install -q --upgrade pip
-# [gcs]: gs:// workdirs (Orbax checkpoints, logs and exports copied up) need gcsfs.
-"$python" -m pip install -q -e ".[gcs]"
+# [gcs]: gs:// workdirs (Orbax checkpoints, logs and exports copied up) need gcsfs. constraints.txt
+# pins the versions measured together (the accelerator's jax[EXTRA] below adds only its plugin).
+"$python" -m pip install -q -c constraints.txt -e ".[gcs]"
 if [ "$extra" != cpu ]; then
     jax_version=$("$python" -c 'import importlib.metadata as m; print(m.version("jax"))')
     "$python" -m pip install -q "jax[$extra]==$jax_version"

@@ -152,3 +152,43 @@ def test_sharded_safetensors_index_round_trip(tmp_path):
 def _save(model, path):
     model.save_pretrained(path)
     return path
+
+
+def test_bf16_export_and_generation_config_serve_in_transformers(tmp_path):
+    """`save_hf(dtype="bfloat16")` stores BF16 tensors (half the bytes) that transformers loads as
+    bfloat16 and we load back; generation_config.json makes transformers' `generate` decode as ours
+    does (greedy, stopping at the end-of-turn token)."""
+    from safetensors import safe_open
+
+    from lantern_jax.generate import SamplingConfig, generate_ids
+
+    config = transformers.AutoConfig.for_model("llama", **TINY, num_key_value_heads=2)
+    torch.manual_seed(2)
+    ref = transformers.LlamaForCausalLM(config)
+    ours = hf.load_hf(_save(ref, tmp_path / "hf"))
+    hf.save_hf(ours, tmp_path / "fp32")
+    hf.save_hf(ours, tmp_path / "bf16", dtype="bfloat16")
+    with safe_open(str(tmp_path / "bf16" / "model.safetensors"), framework="numpy") as f:
+        assert {str(f.get_tensor(k).dtype) for k in f.keys()} == {"bfloat16"}
+    sizes = {d: (tmp_path / d / "model.safetensors").stat().st_size for d in ("fp32", "bf16")}
+    assert 0.45 < sizes["bf16"] / sizes["fp32"] < 0.55
+    ids, mask = padded_batch(config.vocab_size)
+    expected = torch_out(ref, ids, mask)
+    scale = float(np.abs(expected).max())
+    back = transformers.LlamaForCausalLM.from_pretrained(tmp_path / "bf16")
+    assert back.dtype == torch.bfloat16
+    assert max_diff(torch_out(back.float(), ids, mask), expected, mask) <= 0.02 * scale  # bf16 weights
+    again = hf.load_hf(tmp_path / "bf16")
+    assert max_diff(again(jnp.asarray(ids), jnp.asarray(mask)), expected, mask) <= 0.02 * scale
+    with pytest.raises(hf.CheckpointError, match="dtype 'int8' is not one of"):
+        hf.save_hf(ours, tmp_path / "int8", dtype="int8")
+
+    generation = transformers.GenerationConfig.from_pretrained(tmp_path / "fp32")
+    assert generation.do_sample is False and generation.eos_token_id == [config.eos_token_id]
+    fp32 = transformers.LlamaForCausalLM.from_pretrained(tmp_path / "fp32")
+    prompt = [5, 17, 42, 8]
+    with torch.no_grad():
+        theirs = fp32.generate(torch.tensor([prompt]), attention_mask=torch.ones(1, 4, dtype=torch.long),
+                               max_new_tokens=12)[0, len(prompt):].tolist()
+    mine = generate_ids(ours, [prompt], generation.eos_token_id, SamplingConfig(max_new_tokens=12))[0][0]
+    assert list(map(int, mine)) == theirs[:len(mine)] and len(mine) >= 1

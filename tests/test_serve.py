@@ -21,6 +21,7 @@ from flax import nnx
 
 import train_fixtures
 from lantern_jax.data import prompts, synth
+from lantern_jax.data.schema import ASSESSMENT_JSON_SCHEMA
 from lantern_jax.data.tokenizer import train_tokenizer
 from lantern_jax.models import hf
 from lantern_jax.models.decoder import DecoderConfig, DecoderLM
@@ -150,7 +151,7 @@ def test_fit_scores_pairs_and_batches_concurrent_requests(server, pairs):
     def fit_one(record, out, i):
         out[i] = post(url, "/v1/fit", {"pairs": [record]})
 
-    before = service.metrics.batch_size.count(model="classifier")
+    before = service.metrics.sample("lantern_batch_size_count", model="classifier")
     out = [None] * 8
     threads = [threading.Thread(target=fit_one, args=(records[i], out, i)) for i in range(8)]
     for t in threads:
@@ -158,7 +159,7 @@ def test_fit_scores_pairs_and_batches_concurrent_requests(server, pairs):
     for t in threads:
         t.join()
     assert all(r.status_code == 200 for r in out)
-    assert service.metrics.batch_size.count(model="classifier") - before < 8  # some batches held several
+    assert service.metrics.sample("lantern_batch_size_count", model="classifier") - before < 8  # some held several
     # a pair's scores don't depend on the batch (or padding) it was scored in
     for i in range(3):
         alone = out[i].json()["results"][0]["probabilities"]
@@ -218,6 +219,18 @@ def test_guided_explain_always_parses_beside_unguided_requests(exports, pairs):
             assert 0 < body["usage"]["completion_tokens"] <= 256 and body["finish_reason"] == "stop"
         assert raw.status_code == 200 and raw.json()["error"]["type"] == "model_output_unparsed"
 
+        # the OpenAI way to ask for it: response_format json_schema with the Assessment schema
+        import openai
+        client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+        schema = {"type": "json_schema", "json_schema": {"name": "assessment", "strict": True,
+                                                         "schema": ASSESSMENT_JSON_SCHEMA}}
+        chat = client.chat.completions.create(model=MODEL, messages=prompts.inhouse_messages(pairs[2]),
+                                              response_format=schema)
+        assert chat.choices[0].message.content == guided_a.json()["raw_text"]  # same prompt, same greedy path
+        with pytest.raises(openai.BadRequestError, match="logprobs"):
+            client.chat.completions.create(model=MODEL, messages=prompts.inhouse_messages(pairs[2]),
+                                           response_format=schema, logprobs=True)
+
 
 def test_teacher_client_labels_pairs_through_chat_completions(server, pairs, tmp_path):
     url, _ = server
@@ -276,6 +289,32 @@ def test_chat_completions_openai_shape_seeds_and_stops(server, garbage_server):
     assert choice["message"]["content"] == ANSWER[:ANSWER.index('"fit_level"')]
 
 
+def test_chat_streams_server_sent_events_and_n_choices_to_the_official_client(garbage_server):
+    import openai
+    url, _ = garbage_server
+    client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+    kw = dict(model=MODEL, messages=[{"role": "user", "content": "Hello"}], max_tokens=6, seed=7, temperature=0.9,
+              logprobs=True, top_logprobs=2)
+    whole = client.chat.completions.create(**kw)
+    chunks = list(client.chat.completions.create(**kw, stream=True, stream_options={"include_usage": True}))
+    assert {c.object for c in chunks} == {"chat.completion.chunk"} and len({c.id for c in chunks}) == 1
+    assert chunks[0].choices[0].delta.role == "assistant"
+    tokens = [c for c in chunks[1:] if c.choices and c.choices[0].logprobs and c.choices[0].logprobs.content]
+    assert len(tokens) == whole.usage.completion_tokens  # one chunk per generated token
+    assert "".join(c.choices[0].delta.content for c in tokens) == whole.choices[0].message.content
+    assert [c.choices[0].logprobs.content[0].token for c in tokens] == [
+        e.token for e in whole.choices[0].logprobs.content]
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == [
+        whole.choices[0].finish_reason]
+    assert chunks[-1].choices == [] and chunks[-1].usage.total_tokens == whole.usage.total_tokens
+
+    many = client.chat.completions.create(**kw, n=3)
+    assert [c.index for c in many.choices] == [0, 1, 2]
+    assert many.choices[0].message.content == whole.choices[0].message.content  # choice i is seeded seed + i
+    assert many.usage.prompt_tokens == whole.usage.prompt_tokens
+    assert many.usage.completion_tokens == sum(len(c.logprobs.content) for c in many.choices)
+
+
 def test_bad_requests_get_clear_4xx_and_the_server_keeps_serving(server, pairs):
     url, service = server
     good = pairs[2].to_dict()
@@ -313,6 +352,13 @@ def test_bad_requests_get_clear_4xx_and_the_server_keeps_serving(server, pairs):
         ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "response_format": {
             "type": "json_schema", "json_schema": {"name": "a", "schema": {}}}}, 400, "response_format"),
         ("/v1/chat/completions", {"messages": [{"role": "robot", "content": "x"}]}, 400, "messages[0].role"),
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "n": 9}, 400, "field 'n'"),
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "temperature": "0.5"}, 400,
+         "field 'temperature': Input should be a valid number (got string)"),
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}],
+                                  "stream_options": {"include_usage": True}}, 400, "requires stream=true"),
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}],
+                                  "response_format": {"type": "json_object"}}, 400, "'json_object' is not supported"),
         ("/v1/chat/completions", {"model": "gpt-9", "messages": [{"role": "user", "content": "x"}]},
          404, "not served here"),
         ("/v1/chat/completions", {"messages": [{"role": "user", "content": "word " * 3000}]}, 400,
@@ -337,9 +383,9 @@ def test_bad_requests_get_clear_4xx_and_the_server_keeps_serving(server, pairs):
     assert r.status_code == 200 and r.json()["results"][0]["pair_id"] == good["pair_id"]
     assert post(url, "/v1/explain", {"pair": good}).json()["assessment"] is not None
     m = service.metrics
-    assert m.requests.value(endpoint="/v1/fit", status="413") == 2
-    assert m.requests.value(endpoint="/v1/fit", status="422") >= 5
-    assert m.requests.value(endpoint="other", status="404") == 1
+    assert m.sample("lantern_http_requests_total", endpoint="/v1/fit", status="413") == 2
+    assert m.sample("lantern_http_requests_total", endpoint="/v1/fit", status="422") >= 5
+    assert m.sample("lantern_http_requests_total", endpoint="other", status="404") == 1
 
 
 def test_timeout_answers_504_and_frees_the_queue(garbage_server, pairs):

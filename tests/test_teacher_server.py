@@ -78,11 +78,37 @@ def test_recognises_full_compressed_and_chain_prompts(server):
     assert [r["verdict"] for r in evaluated] == [truth[r["id"]] for r in pair.job.truth["requirements"]]
 
 
+def test_streams_server_sent_events_to_the_official_client(server):
+    import openai
+    url, _ = server
+    client = openai.OpenAI(base_url=url, api_key="unused", max_retries=0)
+    messages = prompts.single_call_messages(PAIRS[5])
+    whole = client.chat.completions.create(model="m", messages=messages, logprobs=True, top_logprobs=3)
+    chunks = list(client.chat.completions.create(model="m", messages=messages, logprobs=True, top_logprobs=3,
+                                                 stream=True, stream_options={"include_usage": True}))
+    assert {c.object for c in chunks} == {"chat.completion.chunk"} and chunks[0].choices[0].delta.role == "assistant"
+    tokens = [c for c in chunks if c.choices and c.choices[0].logprobs and c.choices[0].logprobs.content]
+    assert len(tokens) == whole.usage.completion_tokens  # one chunk per token
+    assert "".join(c.choices[0].delta.content for c in tokens) == whole.choices[0].message.content
+    assert [c.choices[0].logprobs.content[0].token for c in tokens] == [e.token for e in whole.choices[0].logprobs.content]
+    assert all(len(c.choices[0].logprobs.content[0].top_logprobs) == 3 for c in tokens)
+    assert chunks[-2].choices[0].finish_reason == "stop" and chunks[-1].usage.total_tokens == whole.usage.total_tokens
+    words = list(client.chat.completions.create(model="m", messages=messages, stream=True))  # no logprobs: words
+    assert 1 < len(words) < len(tokens)
+    assert "".join(c.choices[0].delta.content or "" for c in words) == whole.choices[0].message.content
+    with pytest.raises(openai.BadRequestError, match="field 'n'"):
+        client.chat.completions.create(model="m", messages=messages, n=2)
+
+
 def test_unknown_prompts_and_bad_bodies_are_400(server):
     url, _ = server
     r = _post(url, {"model": "m", "messages": [{"role": "user", "content": "Rate me please."}]})
     assert r.status_code == 400 and "matches no loaded pair" in r.json()["error"]["message"]
     assert httpx.post(f"{url}/chat/completions", content=b"{", timeout=10).status_code == 400
+    r = httpx.post(f"{url}/chat/completions", content=b'{"messages": [{"role": "user", "content": "hi \\ud800"}]}',
+                   timeout=10)
+    assert r.status_code == 400 and r.json()["error"]["message"] == (
+        "field 'messages[0].content' is not valid Unicode (lone surrogate U+D800 at character 3)")
 
 
 def test_structured_output_can_be_unsupported_and_keys_required():

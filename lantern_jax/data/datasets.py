@@ -14,8 +14,12 @@ Datasets and their fields (text comes back as `str`, arrays as numpy):
 Dict-valued text fields (provenance, truth) may be passed as dicts: they are stored as JSON.
 
 Files are written in record order (shuffling off) so datasets built from the same D_base line up.
-Writing refuses to replace an existing build unless `overwrite=True`; a missing build or split is
-one DataError line naming the path.
+Writing refuses to replace an existing build unless `overwrite=True`, and builds beside it first,
+so a write that fails leaves the old build as it was. A split needs at least one record.
+
+Reading checks the build before anything trains on it: a missing, empty, truncated or overwritten
+file (or dataset_info.json) is one DataError line naming the file, and a record that can't be read
+later (damage past the checked ends) is one naming the record.
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ import json
 import os
 import pathlib
 import shutil
+import tempfile
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -158,14 +163,16 @@ def write_dataset(name: str, splits: Mapping[str, Iterable[Mapping[str, Any]]] |
     if not isinstance(splits, Mapping):
         splits = {"train": splits}
     path = dataset_path(name, data_dir)
-    if path.exists():
-        if not overwrite:
-            raise DataError(f"dataset {name!r} already exists at {path} (pass overwrite=True to replace it)")
-        shutil.rmtree(path)
+    if path.exists() and not overwrite:
+        raise DataError(f"dataset {name!r} already exists at {path} (pass overwrite=True to replace it)")
+    if not splits:
+        raise DataError(f"dataset {name!r}: no splits to write")
     materialised = {}
     for split, records in splits.items():
         records = list(records)
-        if name == "d_base" and records and isinstance(records[0], Pair):
+        if not records:  # tfds can't finalize an empty split; say so before anything is written
+            raise DataError(f"dataset {name!r}: split {split!r} has no records (a split needs at least one)")
+        if name == "d_base" and isinstance(records[0], Pair):
             records = pair_records(records)
         materialised[split] = records
     top_k = 1
@@ -176,23 +183,37 @@ def write_dataset(name: str, splits: Mapping[str, Iterable[Mapping[str, Any]]] |
                for split, records in materialised.items()}
     tfds = _tfds()
     tfds.display_progress_bar(False)
-    builder = _builder_class(name)(data_dir=str(data_dir), splits=encoded, top_k=top_k,
-                                   file_format="array_record")
-    builder.download_and_prepare()
+    os.makedirs(data_dir, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=f".{name}-writing-", dir=data_dir)
+    try:
+        builder = _builder_class(name)(data_dir=staging, splits=encoded, top_k=top_k, file_format="array_record")
+        builder.download_and_prepare()
+        if path.exists():  # overwrite: the old build goes only once the new one is complete
+            shutil.rmtree(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(dataset_path(name, staging), path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return path
 
 
 class DecodedSource:
     """Random-access source over a split (grain-compatible): text as str, arrays as numpy."""
 
-    def __init__(self, source, text_fields: Sequence[str]):
-        self._source, self._text = source, tuple(text_fields)
+    def __init__(self, source, text_fields: Sequence[str], where: str = ""):
+        self._source, self._text, self._where = source, tuple(text_fields), where
 
     def __len__(self) -> int:
         return len(self._source)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        record = dict(self._source[index])
+        try:
+            record = self._source[index]
+        except (RuntimeError, ValueError, OSError) as e:  # array_record / Riegeli: damaged bytes
+            raise DataError(f"{self._where}: record {index} can't be read ({_first_line(e)})") from None
+        if not isinstance(record, Mapping) or any(v is None for v in record.values()):
+            raise DataError(f"{self._where}: record {index} is damaged (it decodes to empty fields)")
+        record = dict(record)
         for field in self._text:
             if isinstance(record.get(field), bytes):
                 record[field] = record[field].decode("utf-8")
@@ -205,18 +226,62 @@ class DecodedSource:
         return f"DecodedSource({self._source!r})"
 
 
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+
+
+def _check_files(split_info, where: str) -> None:
+    """Each of the split's files opens as array_record and holds the records dataset_info.json
+    counts; the first and last records read. Catches empty, truncated and overwritten files."""
+    from array_record.python.array_record_module import ArrayRecordReader  # with tfds: first use only
+
+    if split_info.num_examples == 0:
+        raise DataError(f"{where}: the split is empty")
+    for filepath, expected in zip(split_info.filepaths, split_info.shard_lengths):
+        filepath = str(filepath)
+        if not os.path.isfile(filepath):
+            raise DataError(f"{filepath}: missing (dataset_info.json lists it for {where})")
+        if os.path.getsize(filepath) == 0:
+            raise DataError(f"{filepath}: empty file (0 bytes); the dataset must be written again")
+        reader = None
+        try:
+            reader = ArrayRecordReader(filepath)
+            found = reader.num_records()
+            ends = reader.read([0, found - 1]) if found == expected else []
+        except (RuntimeError, ValueError, OSError) as e:
+            raise DataError(f"{filepath}: not a readable array_record file ({_first_line(e)})") from None
+        finally:
+            try:
+                if reader is not None:
+                    reader.close()
+            except RuntimeError:  # a damaged file's reader raises its state again on close
+                pass
+        if found != expected:
+            raise DataError(f"{filepath}: holds {found} records, dataset_info.json says {expected} "
+                            "(the file is truncated or damaged)")
+        if not all(ends):
+            raise DataError(f"{filepath}: first or last record is empty (truncated?)")
+
+
 def read_dataset(name: str, data_dir: str | os.PathLike, split: str) -> DecodedSource:
-    """The split of a written dataset, read through `tfds.builder_from_directory` (no TensorFlow)."""
+    """The split of a written dataset, read through `tfds.builder_from_directory` (no TensorFlow);
+    its files are checked first (see the module docstring)."""
     _check_name(name)
     path = dataset_path(name, data_dir)
     if not (path / "dataset_info.json").is_file():
         raise DataError(f"dataset {name!r} not found at {path} (write it with datasets.write_dataset)")
-    builder = _tfds().builder_from_directory(str(path))
+    try:
+        builder = _tfds().builder_from_directory(str(path))
+        splits = builder.info.splits
+    except Exception as e:  # a damaged dataset_info.json / features.json: protobuf, JSON, KeyError, ...
+        raise DataError(f"{path}: dataset_info.json or features.json can't be read ({_first_line(e)})") from None
+    if split not in splits:
+        raise DataError(f"dataset {name!r} at {path} has no split {split!r}; it has {', '.join(sorted(splits))}")
+    where = f"dataset {name!r} split {split!r} at {path}"
+    _check_files(splits[split], where)
     sources = builder.as_data_source()
-    if split not in sources:
-        raise DataError(f"dataset {name!r} at {path} has no split {split!r}; it has {', '.join(sorted(sources))}")
     text_fields = [f for f, kind in FIELDS[name].items() if kind == TEXT]
-    return DecodedSource(sources[split], text_fields)
+    return DecodedSource(sources[split], text_fields, where)
 
 
 def grain_dataset(name: str, data_dir: str | os.PathLike, split: str, *, seed: int | None = None):

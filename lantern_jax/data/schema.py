@@ -6,6 +6,7 @@ framework. Students and teachers only ever see rendered text; `truth` fields are
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any
 
 from lantern_jax.errors import LanternError
@@ -18,6 +19,45 @@ EXPLANATION_OPENING = "You are a {fit_level} fit for this job."
 
 class DataError(LanternError):
     """Bad input data, with a one-line message that names where (file:line) and what is wrong."""
+
+
+# Text the system ingests can hold lone UTF-16 surrogates: JSON allows the escape "\ud800" and
+# Python's json decodes it into a str that no UTF-8 file, tokenizer or HTTP body can hold. (A valid
+# pair is decoded into one code point, so whatever is left in this range is lone.)
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def text_problem(text: str) -> str | None:
+    """Why `text` is not writable Unicode (a lone surrogate, where), or None."""
+    bad = _SURROGATE.search(text)
+    return None if bad is None else f"is not valid Unicode (lone surrogate U+{ord(bad.group()):04X} at character {bad.start()})"
+
+
+def scrub_text(value: Any) -> Any:
+    """`value` with every lone surrogate in its strings (nested in lists and dicts too) replaced by
+    U+FFFD, what a UTF-8 decoder makes of bytes that are not text."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [scrub_text(v) for v in value]
+    if isinstance(value, dict):
+        return {scrub_text(k): scrub_text(v) for k, v in value.items()}
+    return value
+
+
+def check_text(value: Any, where: str) -> None:
+    """Raises DataError naming the first string under `value` (path from `where`) that is not valid Unicode."""
+    if isinstance(value, str):
+        problem = text_problem(value)
+        if problem:
+            raise DataError(f"field '{where}' {problem}" if where else f"text {problem}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            check_text(v, f"{where}[{i}]")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            check_text(k, where)
+            check_text(v, f"{where}.{k}" if where else str(k))
 
 
 def _from_dict(cls, d: dict[str, Any]):
@@ -203,4 +243,5 @@ def pair_from_record(d: Any) -> Pair:
     for name, value in (("truth", d.get("truth")), ("job.truth", d["job"].get("truth"))):
         if value is not None and not isinstance(value, dict):
             raise DataError(f"field '{name}' must be an object or null, got {type(value).__name__}")
+    check_text(d, "")
     return Pair.from_dict(d)

@@ -1,6 +1,6 @@
 """Hugging Face checkpoint folders <-> our NNX models: safetensors I/O and tokenizers.
 
-API: `load_hf(path, *, dtype=None, mesh=None)`, `save_hf(model, path)`, `load_tokenizer(path)`,
+API: `load_hf(path, *, dtype=None, mesh=None)`, `save_hf(model, path, dtype=...)`, `load_tokenizer(path)`,
 and `model_from_state(config, tensors, ...)` (shared with GGUF files, see `models.sources`).
 
 Config mapping lives in `hf_config`, the tensor-name tables in `hf_names`. Under a mesh, each
@@ -21,11 +21,12 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from lantern_jax.models.decoder import DecoderLM
 from lantern_jax.models.encoder import ClassifierConfig
 from lantern_jax.models.errors import CheckpointError
 from lantern_jax.models.hf_config import config_from_hf, config_to_hf
 from lantern_jax.models import hf_names
-from lantern_jax.models.kinds import Model, build_model
+from lantern_jax.models.kinds import Model, build_model, model_kind
 
 log = logging.getLogger(__name__)
 
@@ -218,15 +219,25 @@ def hf_tensors(model: Model) -> Iterator[tuple[str, np.ndarray]]:
         yield (e.hf if e.head else prefix + e.hf), parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
 
 
-def save_hf(model: Model, path: str | os.PathLike, *, tokenizer=None,
+EXPORT_DTYPES = ("float32", "bfloat16", "float16")
+
+
+def save_hf(model: Model, path: str | os.PathLike, *, tokenizer=None, dtype: str = "float32",
             max_shard_bytes: int = 4 << 30) -> None:
     """Writes config.json + safetensors (sharded with an index above `max_shard_bytes`) that
-    transformers loads with no missing or unexpected keys; with `tokenizer`, its files too."""
+    transformers loads with no missing or unexpected keys; with `tokenizer`, its files too.
+
+    `dtype` ("bfloat16" halves the files; loading casts back to the parameter dtype) is that of the
+    stored tensors, recorded in config.json. A causal LM also gets generation_config.json: greedy,
+    stopping at every end-of-turn token the tokenizer has, as our generation does."""
     from safetensors.numpy import save_file  # noqa: PLC0415
 
+    if dtype not in EXPORT_DTYPES:
+        raise CheckpointError(f"save_hf: dtype {dtype!r} is not one of {', '.join(EXPORT_DTYPES)}")
     path = os.fspath(path)
-    config = config_to_hf(model)
-    tensors = dict(hf_tensors(model))
+    config = {**config_to_hf(model), "dtype": dtype}
+    stored = np.dtype(jnp.dtype(dtype))  # ml_dtypes' bfloat16: safetensors writes it as BF16
+    tensors = {name: value.astype(stored) for name, value in hf_tensors(model)}
     if jax.process_index() != 0:
         return
     os.makedirs(path, exist_ok=True)
@@ -252,11 +263,34 @@ def save_hf(model: Model, path: str | os.PathLike, *, tokenizer=None,
             json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=2)
     with open(os.path.join(path, "config.json"), "w") as f:
         json.dump(config, f, indent=2, sort_keys=True)
+    if model_kind(model) == "lm":
+        generation_config(model, tokenizer).save_pretrained(path)
     if tokenizer is not None:
         tokenizer.save_pretrained(path)
 
 
+def generation_config(model: DecoderLM, tokenizer=None):
+    """transformers' GenerationConfig for an exported LM: greedy, up to the context length, ending
+    at the tokenizer's end-of-turn tokens (else the model's EOS)."""
+    from transformers import GenerationConfig  # noqa: PLC0415
+
+    cfg = model.cfg
+    eos = stop_token_ids(tokenizer) if tokenizer is not None else [cfg.eos_token_id]
+    return GenerationConfig(bos_token_id=cfg.bos_token_id, eos_token_id=[e for e in eos if e is not None],
+                            pad_token_id=cfg.pad_token_id, do_sample=False,
+                            max_length=cfg.max_position_embeddings)
+
+
 # --- tokenizers ------------------------------------------------------------------------------
+
+def stop_token_ids(tokenizer) -> list[int]:
+    """The tokenizer's EOS plus the chat end-of-turn / end-of-text tokens it has."""
+    stops = {tokenizer.eos_token_id} | {tokenizer.convert_tokens_to_ids(t)
+                                        for t in ("<|im_end|>", "<|endoftext|>")
+                                        if t in tokenizer.get_vocab()}
+    stops.discard(None)
+    return sorted(stops)
+
 
 def load_tokenizer(path: str | os.PathLike):
     """A `transformers` fast tokenizer from an HF folder (GGUF files: `models.sources`).

@@ -86,7 +86,7 @@ class MicroBatcher:
     # -- the loop -------------------------------------------------------------------------------
     def _gauge(self) -> None:
         if self.metrics is not None:
-            self.metrics.queue_depth.set(len(self._pending), model=self.name)
+            self.metrics.queue_depth.labels(model=self.name).set(len(self._pending))
 
     def _drop_cancelled(self) -> None:
         while self._pending and self._pending[0].future.done():
@@ -137,9 +137,9 @@ class MicroBatcher:
                         p.future.set_exception(e)
                 continue
             if self.metrics is not None:
-                self.metrics.batch_size.observe(len(batch), model=self.name)
-                self.metrics.batch_seconds.observe(time.perf_counter() - tic, model=self.name)
-                self.metrics.examples.inc(len(batch), model=self.name)
+                self.metrics.batch_size.labels(model=self.name).observe(len(batch))
+                self.metrics.batch_seconds.labels(model=self.name).observe(time.perf_counter() - tic)
+                self.metrics.examples.labels(model=self.name).inc(len(batch))
             for p, result in zip(batch, results):
                 if not p.future.done():
                     p.future.set_result(result)

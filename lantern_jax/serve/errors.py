@@ -7,9 +7,16 @@ path or model, 413 body too large, 503 model not loaded, 504 request timed out, 
 """
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi.responses import JSONResponse
+
+from lantern_jax.data.schema import scrub_text
+
+# pydantic puts a union member's tag in an error's location ('str', 'list[TextPart]',
+# 'function-after[_unicode(), str]'); no field of ours is named like one.
+_UNION_TAG = re.compile(r"[\[\]()-]|^(str|int|float|bool|dict|list|none)$")
 
 
 class ApiError(Exception):
@@ -24,15 +31,15 @@ class ApiError(Exception):
 
 def error_response(status: int, message: str, kind: str, param: str | None = None,
                    code: str | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": code}},
-                        status_code=status, headers=headers)
+    error = {"message": message, "type": kind, "param": param, "code": code}
+    return JSONResponse({"error": scrub_text(error)}, status_code=status, headers=headers)  # always encodable
 
 
 def field_path(loc: tuple[Any, ...]) -> str:
     """('body', 'pairs', 0, 'job', 'title') -> 'pairs[0].job.title'."""
     path = ""
     for part in loc:
-        if part == "body" and not path:
+        if (part == "body" and not path) or (isinstance(part, str) and _UNION_TAG.search(part)):
             continue
         if isinstance(part, int):
             path += f"[{part}]"
@@ -49,9 +56,11 @@ def describe_validation(errors: list[dict[str, Any]], limit: int = 3) -> tuple[s
         detail = (e.get("ctx") or {}).get("error", "JSON decode error")
         return f"request body is not valid JSON: {detail}" + (f" at character {where}" if where is not None
                                                                 else ""), None, True
+    by_path: dict[str, dict[str, Any]] = {}
+    for e in errors:  # a union reports one error per member at the same field: keep the first
+        by_path.setdefault(field_path(tuple(e.get("loc") or ())), e)
     parts, first = [], None
-    for e in errors[:limit]:
-        path = field_path(tuple(e.get("loc") or ()))
+    for path, e in list(by_path.items())[:limit]:
         first = first or path or None
         msg = str(e.get("msg", "invalid")).removeprefix("Value error, ")
         if e.get("type") == "missing":
@@ -62,7 +71,7 @@ def describe_validation(errors: list[dict[str, Any]], limit: int = 3) -> tuple[s
             parts.append(f"field '{path}': {msg}{got}")
         else:
             parts.append(msg)
-    more = f" (and {len(errors) - limit} more problems)" if len(errors) > limit else ""
+    more = f" (and {len(by_path) - limit} more problems)" if len(by_path) > limit else ""
     return "; ".join(parts) + more, first, False
 
 

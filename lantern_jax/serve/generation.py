@@ -12,6 +12,7 @@ the text exactly, which is how OpenAI clients find a character's token.
 """
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import itertools
 import time
@@ -21,7 +22,8 @@ import numpy as np
 
 from lantern_jax import guided
 from lantern_jax.data.input_pipeline import prompt_ids
-from lantern_jax.generate import SamplingConfig, generate_ids, stop_token_ids
+from lantern_jax.generate import SamplingConfig, generate_ids
+from lantern_jax.models.hf import stop_token_ids
 from lantern_jax.models.decoder import DecoderLM
 from lantern_jax.serve.schemas import MAX_TOP_LOGPROBS
 from lantern_jax.data.token_bytes import token_bytes_table
@@ -102,6 +104,22 @@ class Generator:
                                        finish_reason="stop", prompt_tokens=len(requests[i].prompt_ids),
                                        completion_tokens=len(tokens), logprobs=None)
         return outputs
+
+    def pieces(self, out: GenOutput) -> list[str]:
+        """`out.text` cut at its tokens, one piece per token (a character split across tokens comes
+        with its last byte), for streaming: the pieces join to the text exactly."""
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        pieces, used = [], 0
+        for t in out.token_ids:
+            piece = decoder.decode(self._bytes[t] if t < len(self._bytes) else b"")
+            piece = piece[:max(len(out.text) - used, 0)]  # a stop string may end inside a token
+            pieces.append(piece)
+            used += len(piece)
+        if pieces:  # an incomplete character at the end decodes as U+FFFD, as in the text
+            pieces[-1] += decoder.decode(b"", final=True)[:max(len(out.text) - used, 0)]
+        if "".join(pieces) != out.text:  # replacement characters fell differently: one piece, still exact
+            return [out.text] + [""] * (len(out.token_ids) - 1) if out.token_ids else [out.text]
+        return pieces
 
     # -- one row --------------------------------------------------------------------------------
     def _finish(self, request: GenRequest, tokens, lps, top_ids, top_lps) -> GenOutput:

@@ -35,8 +35,8 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_and_note)
         finally:
-            self.metrics.requests.inc(endpoint=endpoint, status=str(status["code"]))
-            self.metrics.latency.observe(time.perf_counter() - tic, endpoint=endpoint)
+            self.metrics.requests.labels(endpoint=endpoint, status=str(status["code"])).inc()
+            self.metrics.latency.labels(endpoint=endpoint).observe(time.perf_counter() - tic)
 
 
 class BodyLimitMiddleware:

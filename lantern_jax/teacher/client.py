@@ -16,13 +16,14 @@ import json
 import logging
 import os
 import random
+import re
 import time
 from collections import Counter
 from typing import Any, Sequence
 from urllib.parse import urlsplit
 
 from lantern_jax.data import prompts
-from lantern_jax.data.schema import Assessment, Pair, Requirement
+from lantern_jax.data.schema import Assessment, Pair, Requirement, scrub_text
 from lantern_jax.teacher.cache import ResponseCache, cache_key
 from lantern_jax.teacher.config import TeacherConfig, TeacherConfigError
 from lantern_jax.teacher.logprobs import compact, fit_level_probs
@@ -31,6 +32,9 @@ from lantern_jax.teacher.parse import (TeacherOutputError, parse_assessment, par
 from lantern_jax.teacher.redact import redact_pair, should_redact
 
 log = logging.getLogger("lantern_jax.teacher")
+# A lone surrogate can reach a JSON body as an escape (the six characters \ud800) or as its raw bytes
+# (json decodes with surrogatepass); neither is text a cache, a record or a tokenizer can hold.
+_MAYBE_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
 
 
 class TeacherError(RuntimeError):
@@ -210,7 +214,10 @@ class ApiTeacher:
                     # JSON) params against its TypedDicts on every call.
                     response = await client.post("/chat/completions", body=request, cast_to=httpx2.Response)
                     body = response.content
-                return self._completion(json.loads(body))
+                data = json.loads(body)
+                if _MAYBE_SURROGATE.search(body):  # rare: only then walk the (logprob-heavy) body
+                    data = scrub_text(data)
+                return self._completion(data)
             except openai.APITimeoutError:
                 last = "timed out"
             except openai.APIConnectionError as e:

@@ -25,7 +25,7 @@ from collections import Counter
 from typing import Any, Iterable, Mapping, Sequence
 
 from lantern_jax.data import prompts
-from lantern_jax.data.schema import FIT_LEVELS, Pair
+from lantern_jax.data.schema import FIT_LEVELS, DataError, Pair, check_text
 from lantern_jax.teacher.parse import (TeacherOutputError, check_opening, parse_assessment, parse_evaluated,
                                        parse_extracted, parse_rating)
 from lantern_jax.teacher.redact import redact_member
@@ -227,8 +227,9 @@ REVIEW_COLUMNS = ("pair_id", "gates", "fit_level", "p_high", "p_medium", "p_low"
                   "accept", "reject", "edit", "note")
 
 
-class ReviewFileError(ValueError):
-    """A review file that can't be imported; str() names the file and row."""
+class ReviewFileError(DataError):
+    """A review file that can't be imported; str() names the file and row (a DataError: every CLI
+    reports it in one line)."""
 
 
 def review_rows(records: Sequence[Mapping[str, Any]], results: Sequence[GateResult]) -> list[dict]:
@@ -306,6 +307,10 @@ def import_review(path: str) -> list[Decision]:
         where = f"{path}:{n}"
         if not isinstance(row, dict) or not row.get("pair_id"):
             raise ReviewFileError(f"{where}: missing pair_id")
+        try:
+            check_text(row, "")  # what a reviewer wrote goes into D_seed: it must be writable text
+        except DataError as e:
+            raise ReviewFileError(f"{where}: {e}") from None
         if row["pair_id"] in seen:
             raise ReviewFileError(f"{where}: pair {row['pair_id']!r} appears twice")
         seen.add(row["pair_id"])

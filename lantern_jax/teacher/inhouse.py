@@ -12,11 +12,11 @@ import json
 import math
 import os
 import re
-import time
 from collections.abc import Sequence
 
 import jax
 import numpy as np
+from tqdm import tqdm
 
 from lantern_jax.data import prompts
 from lantern_jax.data.input_pipeline import prompt_ids
@@ -62,7 +62,8 @@ def produce(model, tokenizer, pairs: Sequence[Pair], out: str, *, topk: int = 20
             max_new_tokens: int = 512, batch_size: int = 32, teacher_id: str = "inhouse",
             process_index: int | None = None, process_count: int | None = None,
             log_every: int = 1) -> dict[str, float]:
-    """Labels this process's share of `pairs` into `out` (JSONL); returns a summary."""
+    """Labels this process's share of `pairs` into `out` (JSONL); returns a summary. A progress
+    bar counts pairs (`log_every=0` hides it)."""
     pi = jax.process_index() if process_index is None else process_index
     pc = jax.process_count() if process_count is None else process_count
     path = shard_path(out, pi, pc)
@@ -71,8 +72,9 @@ def produce(model, tokenizer, pairs: Sequence[Pair], out: str, *, topk: int = 20
     sampling = SamplingConfig(max_new_tokens=max_new_tokens, top_logprobs=topk)
     stop = [tokenizer.eos_token_id]
     parsed = written = 0
-    tic = time.perf_counter()
-    with open(path, "a") as f:
+    bar = tqdm(total=len(done) + len(todo), initial=len(done), desc="d_t", unit="pair", disable=not log_every,
+               dynamic_ncols=True)
+    with bar, open(path, "a") as f:
         for start in range(0, len(todo), batch_size):
             batch = todo[start:start + batch_size]
             messages = [prompts.inhouse_messages(p) for p in batch]
@@ -96,9 +98,8 @@ def produce(model, tokenizer, pairs: Sequence[Pair], out: str, *, topk: int = 20
                     "assessment": assessment, "parse_error": error}) + "\n")
                 written += 1
             f.flush()
-            if log_every and (start // batch_size) % log_every == 0:
-                print(f"[d_t] {len(done) + written}/{len(done) + len(todo)} pairs, "
-                      f"parsed {parsed}/{written}, {time.perf_counter() - tic:.0f}s", flush=True)
+            bar.update(len(batch))
+            bar.set_postfix(parsed=f"{parsed}/{written}", refresh=False)
     return {"written": written, "skipped": len(done), "parsed": parsed,
             "parse_rate": parsed / written if written else float("nan")}
 

@@ -43,15 +43,16 @@ def read_pairs(path: str) -> list[Pair]:
 
 
 class RecordWriter:
-    """Append-only JSONL of teacher records; knows which pairs it already holds."""
+    """Append-only JSONL of teacher records; knows which pairs it already holds. The file is
+    created with the first record, so a run that fails before labeling anything (a rejected key,
+    an unreachable server) leaves no empty output behind."""
 
     def __init__(self, path: str, provenance: dict[str, Any]):
         self.path = path
         self.done: set[str] = set()
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        self._f = None
         if os.path.exists(path):
             self._load(provenance)
-        self._f = open(path, "a", encoding="utf-8")
 
     def _load(self, provenance: dict[str, Any]) -> None:
         with open(self.path, "rb") as f:
@@ -76,13 +77,20 @@ class RecordWriter:
                                       "use another --out (nothing was changed)")
             self.done.add(pair_id)
 
+    def open(self) -> None:
+        if self._f is None:
+            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+            self._f = open(self.path, "a", encoding="utf-8")
+
     def append(self, record: dict[str, Any]) -> None:
+        self.open()
         self._f.write(json.dumps(record, ensure_ascii=False) + "\n")
         self._f.flush()  # on disk for any later process, even if this one is killed
         self.done.add(record["pair_id"])
 
     def close(self) -> None:
-        self._f.close()
+        if self._f is not None:
+            self._f.close()
 
 
 def read_records(out: str, process_count: int = 1) -> list[dict[str, Any]]:
@@ -179,6 +187,7 @@ async def label_pairs_async(pairs: Sequence[Pair], teacher, out: str, *, process
             async with asyncio.TaskGroup() as group:
                 for _ in range(min(workers, len(pending))):
                     group.create_task(worker())
+        writer.open()  # a finished shard has its file, even one with no pairs
     except* (TeacherAuthError, TeacherUnreachableError) as group_error:
         raise group_error.exceptions[0] from None
     finally:

@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 from lantern_jax.data.schema import (EXPLANATION_OPENING, FIT_LEVELS, IMPORTANCE, VERDICTS, Assessment,
-                                     Requirement)
+                                     Requirement, scrub_text, text_problem)
 
 _FENCED = re.compile(r"```(?:json|JSON)?\s*\n?(.*?)```", re.S)
 _REQUIREMENT_KEYS = ("requirement", "importance", "verdict", "evidence")
@@ -21,7 +21,7 @@ class TeacherOutputError(ValueError):
     """A teacher output that is not a valid Assessment; str() is a one-line reason."""
 
     def __init__(self, reason: str):
-        super().__init__(" ".join(str(reason).split())[:300])
+        super().__init__(scrub_text(" ".join(str(reason).split())[:300]))  # always writable to a record
 
 
 def _preview(value: Any) -> str:
@@ -65,6 +65,8 @@ def _string(d: dict, key: str, where: str, allowed: tuple[str, ...] | None = Non
         raise TeacherOutputError(f"{where}: {key!r} must be a string, got {_preview(value)}")
     if allowed is not None and value not in allowed:
         raise TeacherOutputError(f"{where}: {key!r} is {_preview(value)}, expected one of {'|'.join(allowed)}")
+    if problem := text_problem(value):  # a "\ud800" escape: JSON, but no text a record or tokenizer can hold
+        raise TeacherOutputError(f"{where}: {key!r} {problem}")
     return value
 
 

@@ -8,6 +8,9 @@ It recognises the pair a prompt is about from the fenced blocks rendered by `dat
 (indexed by their text, redacted variants included), answers the single call and each chain
 sub-task, and returns `choices[0].logprobs.content[*].top_logprobs` (up to 20) with the calibrated
 fit-level distribution at the fit-level token, `usage`, and honours `response_format` json_schema.
+`stream: true` answers with server-sent events (`chat.completion.chunk` objects, one per token
+when logprobs are asked, else per word; `stream_options.include_usage` adds the usage chunk).
+The expert is deterministic, so `n` > 1 is refused (400) rather than answered with copies.
 Transport faults are drawn per request from (seed, prompt, attempt number), so a run is
 reproducible whatever the arrival order. `GET /sim/stats` reports request counts (per pair too);
 every response carries `x-sim-request-count`.
@@ -23,6 +26,7 @@ import json
 import logging
 import os
 import random
+import re
 import socket
 import sys
 import threading
@@ -34,7 +38,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from lantern_jax.data import prompts, synth
-from lantern_jax.data.schema import DataError, Pair
+from lantern_jax.data.schema import DataError, Pair, check_text
 from lantern_jax.teacher.redact import redact_member
 from lantern_jax.teacher.simulated import ExpertConfig, SimulatedExpert, parse_error_rates, token_logprobs
 
@@ -212,6 +216,33 @@ class SimulatedTeacherServer:
                 "system_fingerprint": f"sim-{self.config.seed}"}
         return json.dumps(head)[:-1].encode("utf-8") + b", " + self._body_tail(body, digest, step, pair, items) + b"}"
 
+    @staticmethod
+    def stream_events(payload: bytes, include_usage: bool) -> list[bytes]:
+        """A chat.completion body as the server-sent events a streaming request gets."""
+        done = json.loads(payload)
+        choice = done["choices"][0]
+        head = {k: done[k] for k in ("id", "created", "model", "system_fingerprint")}
+        extra = {"usage": None} if include_usage else {}
+
+        def chunk(delta, finish_reason=None, entries=None):
+            return {**head, "object": "chat.completion.chunk", **extra, "choices": [{
+                "index": 0, "delta": delta, "finish_reason": finish_reason,
+                "logprobs": None if entries is None else {"content": entries, "refusal": None}}]}
+
+        logprobs = (choice.get("logprobs") or {}).get("content")
+        message = choice["message"]
+        events = [chunk({"role": "assistant", "content": ""}, entries=[] if logprobs is not None else None)]
+        if message["refusal"] is not None:
+            events.append(chunk({"refusal": message["refusal"]}))
+        elif logprobs:  # one chunk per token, as the API streams them
+            events += [chunk({"content": entry["token"]}, entries=[entry]) for entry in logprobs]
+        else:
+            events += [chunk({"content": word}) for word in re.findall(r"\S*\s*", message["content"] or "") if word]
+        events.append(chunk({}, choice["finish_reason"]))
+        if include_usage:
+            events.append({**head, "object": "chat.completion.chunk", "choices": [], "usage": done["usage"]})
+        return [f"data: {json.dumps(e)}\n\n".encode() for e in events] + [b"data: [DONE]\n\n"]
+
     def stats(self) -> dict:
         return {"requests": self.requests, "by_pair": dict(self.by_pair), "by_outcome": dict(self.by_outcome),
                 "profiles": dict(self.profiles_seen)}
@@ -265,6 +296,19 @@ class SimulatedTeacherServer:
             except (ValueError, KeyError, TypeError, AttributeError):
                 self.by_outcome["bad_request"] += 1
                 return error(400, "request body must be JSON with 'messages'", "invalid_request_error", count)
+            try:
+                check_text(body, "")  # a "\ud800" escape can't be hashed, tokenized or echoed
+            except DataError as e:
+                self.by_outcome["bad_request"] += 1
+                return error(400, str(e), "invalid_request_error", count)
+            n, stream = body.get("n", 1), body.get("stream", False)
+            if n != 1 or type(n) is not int:
+                self.by_outcome["bad_request"] += 1
+                return error(400, f"field 'n': the simulated teacher is deterministic and answers one choice; "
+                                  f"send n=1 (got {n!r})", "invalid_request_error", count)
+            if not isinstance(stream, bool):
+                self.by_outcome["bad_request"] += 1
+                return error(400, f"field 'stream' must be a boolean, got {stream!r}", "invalid_request_error", count)
             fmt = body.get("response_format") or {}
             if fmt.get("type") == "json_schema" and not cfg.structured_output:
                 self.by_outcome["unsupported_format"] += 1
@@ -298,6 +342,18 @@ class SimulatedTeacherServer:
             if fault == "timeout":
                 await asyncio.sleep(cfg.timeout_delay_s)
             payload = self.completion_bytes(body, digest, step, pair, items)
+            if stream:
+                events = self.stream_events(payload, bool((body.get("stream_options") or {}).get("include_usage")))
+
+                async def sse() -> Iterator[bytes]:
+                    for i, event in enumerate(events):
+                        if fault in ("drop", "malformed_body") and i == len(events) // 2:
+                            if fault == "drop":
+                                raise _Dropped("injected dropped connection")
+                            yield event[:len(event) // 2]  # a torn event, then the stream ends
+                            return
+                        yield event
+                return StreamingResponse(sse(), media_type="text/event-stream", headers=count)
             if fault == "malformed_body":
                 cut = random.Random(f"{cfg.seed}:cut:{digest}:{attempt}").randrange(1, len(payload) // 2)
                 return Response(payload[:cut], media_type="application/json", headers=count)

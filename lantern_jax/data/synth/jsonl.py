@@ -33,12 +33,15 @@ def iter_pairs(path: str | os.PathLike) -> Iterator[Pair]:
     path = pathlib.Path(path)
     if not path.is_file():
         raise DataError(f"{path}: D_base file not found")
-    with open(path, encoding="utf-8") as f:
+    with open(path, "rb") as f:  # decoded per line, so bytes that aren't UTF-8 are reported with their line
         for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
+                record = json.loads(line.decode("utf-8"))
+            except UnicodeDecodeError as e:
+                raise DataError(f"{path}:{lineno}: not UTF-8 text (byte {line[e.start]:#04x} at column "
+                                f"{e.start + 1})") from None
             except json.JSONDecodeError as e:
                 raise DataError(f"{path}:{lineno}: invalid JSON ({e.msg} at column {e.colno})") from None
             try:
