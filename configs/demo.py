@@ -20,6 +20,7 @@ def get_config(arg=None):
     arg = config_lib.variant(arg, ("default", "micro"))
     micro = arg == "micro"
     c = ml_collections.ConfigDict()
+    c.preset = arg  # recorded in the report's metrics.json
     c.stages = "all"
     c.seed = 0
     c.data = ml_collections.ConfigDict({
@@ -27,7 +28,8 @@ def get_config(arg=None):
         "fractions": {"train": 0.7, "dev": 0.1, "test": 0.1, "heldout_occupation": 0.05,
                       "heldout_company": 0.05}})
     c.blackbox = ml_collections.ConfigDict({
-        "n_seed": 280 if micro else 840,  # train pairs the black-box teacher labels (all of them)
+        "n_seed": 280 if micro else 840,  # the first train pairs: quality gates -> D_seed
+        "n_cls": 280 if micro else 840,  # the first train pairs the classifier learns from (>= n_seed labelled)
         "concurrency": 16, "top_logprobs": 5,
         # every token's alternatives stay in the response cache; the records keep none of them
         # (the pipeline reads only the fit-level token's distribution; set 5 for teacher/align.py)
@@ -37,6 +39,8 @@ def get_config(arg=None):
                         "disagreement": 0.03, "fabricated_evidence": 0.03, "wrong_verdict": 0.03},
         "fault_rates": {"429": 0.02, "500": 0.02}})
     c.review = ml_collections.ConfigDict({"decisions": ""})  # a reviewed file from seed/review.csv
+    # D_cls: where both teachers labelled a pair, whose label the classifier learns
+    c.d_cls = ml_collections.ConfigDict({"label_priority": ("blackbox", "inhouse")})
     c.tokenizer = ml_collections.ConfigDict({"vocab_size": 1024 if micro else 4096})
     c.d_t = ml_collections.ConfigDict({
         "n_train": 32 if micro else 96, "n_dev": 8 if micro else 32, "topk": 8,
@@ -47,7 +51,9 @@ def get_config(arg=None):
         "n_audit": 4 if micro else 8,  # pairs in the fairness / injection audit (lantern_jax.audit)
         "max_new_tokens": 64 if micro else 600,
         # also decode under the Assessment schema (lantern_jax/guided.py) with this budget; 0 = off
-        "guided_max_new_tokens": 256 if micro else 600})
+        "guided_max_new_tokens": 256 if micro else 600,
+        # learning curves: the decoders generate for this many dev pairs at every eval step; 0 = off
+        "curve_pairs": 4 if micro else 16})
 
     # Room for the 90th-percentile in-house prompt + target (token counts: docs/benchmarks.md).
     length = 512 if micro else 1280

@@ -21,8 +21,8 @@ import sys
 import jax
 import numpy as np
 
-from lantern_jax import audit, cli, inference, report, scoring
-from lantern_jax.data import prompts
+from lantern_jax import audit, cli, curves, inference, report, scoring
+from lantern_jax.data import prompts, records
 from lantern_jax.data.rundir import EVAL_SPLITS, RunDir
 from lantern_jax.data.schema import FIT_LEVELS
 from lantern_jax.models import sources
@@ -35,7 +35,7 @@ def run(cfg, wd: RunDir) -> dict:
     teacher = wd.blackbox_assessments()
     n = cfg.evaluate.n_per_split
     splits = {s: wd.pairs(s)[:n] for s in ("dev", *EVAL_SPLITS)}
-    metrics: dict = {"splits": {}}
+    metrics: dict = {"preset": cfg.get("preset", "custom"), "splits": {}}
 
     clf, clf_tok = sources.load(wd.export("classifier"))
     max_len = cfg.classifier.data.max_length
@@ -71,7 +71,7 @@ def run(cfg, wd: RunDir) -> dict:
                                                             guided=True, desc=f"evaluate {split}: explainer (guided)")
         for key, texts in samples.items():
             em = scoring.explainer_metrics(texts, [teacher.get(p.pair_id) for p in ps_explain],
-                                   [p.truth["fit_level"] for p in ps_explain])
+                                           [p.truth["fit_level"] for p in ps_explain])
             both = [(FIT_LEVELS[k], lv) for k, lv in zip(pred, em.pop("_levels")) if lv is not None]
             em["agrees_with_classifier"] = float(np.mean([a == b for a, b in both])) if both else float("nan")
             m[key] = em
@@ -79,6 +79,8 @@ def run(cfg, wd: RunDir) -> dict:
         with open(os.path.join(out_dir, f"samples_{split}.jsonl"), "w") as f:
             for i, p in enumerate(ps_explain):
                 f.write(json.dumps({"pair_id": p.pair_id, **{k: v[i] for k, v in samples.items()}}) + "\n")
+    metrics["inhouse"] = inhouse_metrics(wd, teacher)
+    metrics["curves"] = curves.read(wd)
     metrics["explainer_ms_per_token"] = inference.generation_latency(
         lm, lm_tok, splits["test"][:8], max_new_tokens=cfg.evaluate.max_new_tokens)
     if cfg.evaluate.get("n_audit", 16) > 0:
@@ -92,6 +94,17 @@ def run(cfg, wd: RunDir) -> dict:
             "classifier_accuracy_vs_truth": test["classifier"]["vs_truth"]["accuracy"],
             "explainer_structure_validity": test["explainer"]["structure_validity"],
             "report": os.path.join(out_dir, "report.md")}
+
+
+def inhouse_metrics(wd: RunDir, teacher: dict) -> dict:
+    """The in-house teacher on dev, from what it wrote for D_t (its unguided greedy outputs): parse
+    rate, fit accuracy and ROUGE-L against the black-box teacher."""
+    written = records.read_jsonl(wd("d_t", "dev.jsonl"), missing_ok=True)
+    pairs = wd.all_pairs()
+    m = scoring.explainer_metrics([r["generated_text"] for r in written], [teacher.get(r["pair_id"]) for r in written],
+                                  [pairs[r["pair_id"]].truth["fit_level"] for r in written])
+    m.pop("_levels")
+    return {"parse_rate": m.pop("structure_validity"), **m}
 
 
 def main(argv=None) -> int:

@@ -20,11 +20,11 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import ml_collections
 
-from lantern_jax import blackbox, cli, evaluate, stages
+from lantern_jax import blackbox, cli, curves, evaluate, stages
 from lantern_jax import train as train_lib
 from lantern_jax.config import ConfigError
 from lantern_jax.data import datasets, prompts, records, synth
@@ -50,9 +50,10 @@ def stage_data(cfg, wd: RunDir) -> dict:
 
 
 def blackbox_pairs(cfg, wd: RunDir) -> list:
-    """The black-box teacher's share: the seed subset of train, dev (calibration, and labels the
-    in-house teacher can't produce) and the evaluation splits (the reference for the students)."""
-    train = wd.pairs("train")[:cfg.blackbox.n_seed]
+    """The black-box teacher's share: the first train pairs (the seed subset, and the classifier's
+    labels: simulated labels cost nothing here, so D_cls may be many times D_seed), dev
+    (calibration, learning curves) and the evaluation splits (the reference for the students)."""
+    train = wd.pairs("train")[:max(cfg.blackbox.n_seed, cfg.blackbox.n_cls)]
     return train + [p for s in ("dev", *EVAL_SPLITS) for p in wd.pairs(s)[:cfg.evaluate.n_per_split]]
 
 
@@ -97,12 +98,24 @@ def resolve_train_config(cfg: ml_collections.ConfigDict, wd: RunDir) -> ml_colle
     return run
 
 
-def _train(cfg: ml_collections.ConfigDict, wd: RunDir, name: str) -> dict:
-    return dict(train_lib.train(resolve_train_config(cfg, wd), wd(name)))
+def _train(cfg: ml_collections.ConfigDict, wd: RunDir, name: str, hooks=()) -> dict:
+    return dict(train_lib.train(resolve_train_config(cfg, wd), wd(name), hooks=hooks))
+
+
+def generation_probe(cfg, wd: RunDir, section: ml_collections.ConfigDict) -> list[curves.GenerationProbe]:
+    """The learning-curve probe of a decoder stage: greedy outputs for the first
+    `evaluate.curve_pairs` dev pairs at every eval step (none when 0)."""
+    n = cfg.evaluate.curve_pairs
+    if not n:
+        return []
+    pairs = wd.pairs("dev")[:n]
+    teacher = wd.blackbox_assessments()
+    return [curves.GenerationProbe(pairs, [teacher.get(p.pair_id) for p in pairs],
+                                   max_new_tokens=cfg.evaluate.max_new_tokens, every=section.train.eval_every)]
 
 
 def stage_inhouse(cfg, wd: RunDir) -> dict:
-    return _train(cfg.inhouse, wd, "inhouse")
+    return _train(cfg.inhouse, wd, "inhouse", generation_probe(cfg, wd, cfg.inhouse))
 
 
 def stage_d_t(cfg, wd: RunDir) -> dict:
@@ -118,11 +131,11 @@ def stage_d_t(cfg, wd: RunDir) -> dict:
     usable = {s: [r for r in rs if r["token_ids"]] for s, rs in written.items()}
     datasets.write_dataset("d_t", {s: [inhouse.d_t_record(r, k) for r in rs] for s, rs in usable.items()},
                            wd.tfds, overwrite=True)
-    blackbox_by_id = {r["pair_id"]: r for r in wd.blackbox_records()}
+    by_source = {"blackbox": {r["pair_id"]: r for r in wd.blackbox_records()}}
     cls = {}
     for split in ("train", "dev"):  # every pair either teacher labeled
-        inhouse_by_id = {r["pair_id"]: r for r in usable[split]}
-        examples = (cls_record(p, inhouse_by_id.get(p.pair_id), blackbox_by_id.get(p.pair_id))
+        by_source["inhouse"] = {r["pair_id"]: r for r in usable[split]}
+        examples = (cls_record(p, [(src, by_source[src].get(p.pair_id)) for src in cfg.d_cls.label_priority])
                     for p in wd.pairs(split))
         cls[split] = [c for c in examples if c]
     for split, rs in cls.items():
@@ -135,14 +148,14 @@ def stage_d_t(cfg, wd: RunDir) -> dict:
     return {**out, "d_cls_label_sources": label_sources}
 
 
-def cls_record(pair, inhouse_record: dict, blackbox_record: dict | None) -> dict | None:
-    """A D_cls example: the in-house teacher's fit level and label probabilities where its output
-    is readable, else the black-box teacher's (available for its seed pairs), else nothing."""
-    for source, r, probs_key in (("inhouse", inhouse_record, "label_probs"),
-                                 ("blackbox", blackbox_record, "fit_probs")):
+def cls_record(pair, labelled: Sequence[tuple[str, dict | None]]) -> dict | None:
+    """A D_cls example from the first of `labelled` ((teacher, its record of the pair) in priority
+    order) that gives a fit level or label probabilities: the black-box teacher's record carries them
+    as `fit_probs`, the in-house teacher's as `label_probs`. None when no teacher labelled the pair."""
+    for source, r in labelled:
         if not r:
             continue
-        probs = r.get(probs_key)
+        probs = r.get("fit_probs" if source == "blackbox" else "label_probs")
         if isinstance(probs, dict):
             probs = [probs.get(lvl, 0.0) for lvl in FIT_LEVELS]
         level = (r.get("assessment") or {}).get("fit_level")
@@ -156,7 +169,7 @@ def cls_record(pair, inhouse_record: dict, blackbox_record: dict | None) -> dict
 
 
 def stage_explainer(cfg, wd: RunDir) -> dict:
-    return _train(cfg.explainer, wd, "explainer")
+    return _train(cfg.explainer, wd, "explainer", generation_probe(cfg, wd, cfg.explainer))
 
 
 def stage_classifier(cfg, wd: RunDir) -> dict:

@@ -47,11 +47,51 @@ def write_plots(metrics: dict, reliability: dict, out_dir: str) -> list[str]:
     files.append(os.path.join(out_dir, "confusion.png"))
     fig.savefig(files[-1], dpi=110)
     plt.close(fig)
+
+    if metrics.get("curves"):
+        students = metrics["curves"]
+        fig, axes = plt.subplots(1, len(students), figsize=(4.2 * len(students), 3.6), squeeze=False)
+        for ax, (student, rows) in zip(axes[0], students.items()):
+            for key in sorted({k for r in rows for k in r} - {"step"}):
+                points = [(r["step"], r[key]) for r in rows if key in r and np.isfinite(r[key])]
+                if points:
+                    ax.plot(*zip(*points), "o-", label=key)
+            ax.set(title=f"learning curve: {student} (dev)", xlabel="step", ylim=(0, 1))
+            ax.legend(loc="lower right", fontsize=8)
+        fig.tight_layout()
+        files.append(os.path.join(out_dir, "learning_curves.png"))
+        fig.savefig(files[-1], dpi=110)
+        plt.close(fig)
     return files
 
 
 def _fmt(v) -> str:
     return "n/a" if v is None or (isinstance(v, float) and np.isnan(v)) else (f"{v:.3f}" if isinstance(v, float) else str(v))
+
+
+def inhouse_section(m: dict | None) -> list[str]:
+    if not m:
+        return []
+    return ["## In-house teacher", "",
+            "What it wrote for D_t's dev pairs (unguided greedy decoding), against the black-box teacher:", "",
+            "| n | parse rate | fit acc vs teacher | fit acc vs truth | ROUGE-L vs teacher | requirement coverage |",
+            "|---|---|---|---|---|---|",
+            f"| {m['n']} | {_fmt(m['parse_rate'])} | {_fmt(m['fit_accuracy_vs_teacher'])} | "
+            f"{_fmt(m['fit_accuracy_vs_truth'])} | {_fmt(m['rougeL'])} | {_fmt(m['requirement_coverage'])} |", ""]
+
+
+def curves_section(curves: dict | None) -> list[str]:
+    """The learning curves as a quality-vs-budget table: each student's dev metrics at each step it
+    was measured, so what more steps would buy is visible."""
+    if not curves:
+        return []
+    rows = [f"| {student} | {r['step']} | " + " · ".join(f"{k} {_fmt(v)}" for k, v in r.items() if k != "step") + " |"
+            for student, points in curves.items() for r in points]
+    return ["## Quality vs training budget", "",
+            "Each student's dev metric at the steps it was measured (decoders: greedy outputs for dev pairs "
+            "scored against the black-box teacher; classifier: accuracy against the teacher's dev labels).", "",
+            "| student | step | dev metrics |", "|---|---|---|", *rows, "",
+            "![learning curves](learning_curves.png)", ""]
 
 
 def write_report(metrics: dict, plots: list[str], wd, out_dir: str) -> None:
@@ -74,7 +114,7 @@ def write_report(metrics: dict, plots: list[str], wd, out_dir: str) -> None:
     timing = " · ".join(f"{k} {v.get('elapsed_s', 0):.0f}s" for k, v in stages.items())
     lines = [
         "# LANTERN evaluation report", "",
-        f"Workdir `{wd.root}`. Stage times: {timing}.", "",
+        f"Workdir `{wd.root}`, preset `{metrics.get('preset', 'custom')}`. Stage times: {timing}.", "",
         "References: **teacher** = the black-box teacher's labels on the same pairs; **truth** = the "
         "generator's latent fit level. `test` shares occupations and companies with training; the "
         "held-out splits share neither.", "",
@@ -95,6 +135,8 @@ def write_report(metrics: dict, plots: list[str], wd, out_dir: str) -> None:
         "don't parse.", "",
         f"Generation latency: {metrics['explainer_ms_per_token']:.2f} ms per token (batch 8, greedy, CPU). "
         "Samples: `samples_<split>.jsonl`.", "",
+        *inhouse_section(metrics.get("inhouse")),
+        *curves_section(metrics.get("curves")),
         "## What to look at", "",
         "- Classifier accuracy against the teacher is what distillation optimises; against the latent "
         "truth it also shows the teacher's own errors.",

@@ -18,7 +18,8 @@ import logging
 import os
 import sys
 import time
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -93,14 +94,25 @@ STATE_KEYS = ("task", "model")
 STATE_KEYS_IGNORED = ("model.dtype", "model.remat", "model.tokenizer")
 
 
+class Hook(Protocol):
+    """A measurement of the live model as it trains (e.g. a student's generation quality on dev
+    pairs, which the loss does not show): called every `every` steps and at the last one, its
+    metrics logged under `name` in metrics.jsonl beside the train and eval rows."""
+
+    name: str
+    every: int
+
+    def __call__(self, step: int, model, tokenizer) -> dict[str, float]: ...
+
+
 class Preempted(SystemExit):
     """SIGTERM or a preemption notice: the last step is checkpointed; raised as Preempted(143),
     the exit status of a process stopped by SIGTERM (128 + 15)."""
 
 
-def train(cfg: ml_collections.ConfigDict, workdir: str, devices=None) -> dict[str, Any]:
+def train(cfg: ml_collections.ConfigDict, workdir: str, devices=None, hooks: Sequence[Hook] = ()) -> dict[str, Any]:
     """Runs (or resumes) one training run on `devices` (default: all); returns the last train and
-    eval metrics."""
+    eval metrics (and each hook's under its name)."""
     objective = objectives.for_config(cfg)
     mesh = validate(cfg, devices, objective)
     storage.prepare(workdir, cfg.to_json_best_effort(indent=2), state_keys=STATE_KEYS, ignore=STATE_KEYS_IGNORED,
@@ -178,6 +190,10 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, devices=None) -> dict[st
             if evals and (step % cfg.train.eval_every == 0 or step == cfg.train.steps):
                 last["eval"] = evaluate(eval_step, model, evals, mesh, teacher)
                 metrics_log.write(step, "eval", last["eval"])
+            for hook in hooks:
+                if step % hook.every == 0 or step == cfg.train.steps:
+                    last[hook.name] = hook(step, model, tokenizer)
+                    metrics_log.write(step, hook.name, last[hook.name])
             if ckpt.due(step) or step == cfg.train.steps:
                 guard.check(ckpt.latest_step(), step=step, weights=nnx.state(model))
             ckpt.save(step, model, optimizer, data_iter, force=step == cfg.train.steps)
