@@ -11,8 +11,11 @@ classifier reads the posting compressed to its requirements, or whole).
 The base stages (data, teacher, seed, inhouse, d_t) run once into <workdir>/base. Cells that train
 the same student (data+kd, single and divergence/tvd; soft, minilm_mean and compression/on) share
 one run in <workdir>/runs/<run>/seed<k>, whose DONE.json makes a rerun skip it. Every run is scored
-on the base's test split against the black-box teacher's labels; <workdir>/ablations.json and
-ablations.md hold mean ± std over seeds per cell.
+on the base's test split against the black-box teacher's labels, on the paper's metrics (explainers:
+ROUGE-L, structure validity, fit accuracy; classifiers: accuracy, macro-F1, ECE), keeping the
+per-pair values. <workdir>/ablations.json and ablations.md hold, per cell, mean ± std over seeds
+and a 95 % bootstrap interval over pairs and seeds, and each paper claim the groups test with its
+paired interval and verdict: reproduced, not reproduced or inconclusive (`lantern_jax.claims`).
 """
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ import ml_collections
 import numpy as np
 from tqdm import tqdm
 
-from lantern_jax import cli, inference, pipeline, scoring, stages
+from lantern_jax import claims, cli, inference, pipeline, scoring, stages
 from lantern_jax import config as config_lib
 from lantern_jax import train as train_lib
 from lantern_jax import train_log, train_step
@@ -37,9 +40,9 @@ from lantern_jax.distill import losses
 from lantern_jax.models import sources
 
 GROUPS = ("divergence", "kd", "stages", "classifier", "compression")
-# what the table shows per group (each run's DONE.json holds more); eval_ce is the dev token
-# cross-entropy, the one explainer metric defined before the outputs parse
-EXPLAINER = ("eval_ce", "structure_validity", "fit_accuracy_vs_teacher", "rougeL")
+# what the table shows per group (each run's DONE.json holds more): the paper's metrics, then the
+# explainer's dev token cross-entropy, which is defined even before its outputs parse
+EXPLAINER = ("rougeL", "structure_validity", "fit_accuracy_vs_teacher", "eval_ce")
 CLASSIFIER = ("accuracy_vs_teacher", "macro_f1_vs_teacher", "ece")
 COLUMNS = {"divergence": EXPLAINER, "kd": EXPLAINER, "stages": EXPLAINER, "classifier": CLASSIFIER,
            "compression": (*CLASSIFIER, "posting_tokens", "input_tokens", "truncated", "ms_per_pair")}
@@ -168,27 +171,32 @@ def score(cfg, run: Run, model_dir: str, base: RunDir) -> dict:
         logits, ms = inference.classify(model, tokenizer, texts, max_length=max_length, desc=f"score {run.name}")
         ref = scoring.reference_labels([teacher.get(p.pair_id) for p in pairs])
         has = ref >= 0
-        m = scoring.classification_metrics(logits.argmax(1)[has], ref[has])
+        pred, probs = logits.argmax(1), scoring.softmax(logits)
+        m = scoring.classification_metrics(pred[has], ref[has])
         lengths = [len(ids) for ids in tokenizer(texts)["input_ids"]]
         job = prompts.measure_compression(pairs)  # the posting's tokens, whole or compressed
         return {**out, "accuracy_vs_teacher": m["accuracy"], "macro_f1_vs_teacher": m["macro_f1"],
-                "ece": scoring.ece(scoring.softmax(logits)[has], ref[has])[0], "n": m["n"], "ms_per_pair": ms,
+                "ece": scoring.ece(probs[has], ref[has])[0], "n": m["n"], "ms_per_pair": ms,
                 "input_tokens": float(np.mean(lengths)),
                 "truncated": float(np.mean([n > max_length for n in lengths])),
-                "posting_tokens": (job.job_tokens_compressed if run.compress else job.job_tokens_full) / job.pairs}
+                "posting_tokens": (job.job_tokens_compressed if run.compress else job.job_tokens_full) / job.pairs,
+                "per_pair": {"pred": pred.tolist(), "ref": ref.tolist(), "probs": probs.round(5).tolist()}}
     shown = pairs[:cfg.base.evaluate.n_explain]
     texts = inference.explain(model, tokenizer, shown, max_new_tokens=cfg.base.evaluate.max_new_tokens,
                               desc=f"score {run.name}")
     m = scoring.explainer_metrics(texts, [teacher.get(p.pair_id) for p in shown],
                                   [p.truth["fit_level"] for p in shown])
     m.pop("_levels")
+    per_pair = m.pop("_per_pair")
     evals = train_log.read_metrics(model_dir).get("eval", [])
-    return {**out, **m, "eval_ce": evals[-1]["ce"] if evals else float("nan")}
+    return {**out, **m, "per_pair": per_pair, "eval_ce": evals[-1]["ce"] if evals else float("nan")}
 
 
 # --- the table -------------------------------------------------------------------------------
 
 def summarise(selected, results: dict) -> list[dict]:
+    """Per cell: mean ± sample std over seeds of each column, and for the paper's metrics a 95 %
+    bootstrap interval over the test pairs and the seeds (`claims.interval`)."""
     rows = []
     for group, cell, run in selected:
         per_seed = results[run.name]
@@ -197,17 +205,34 @@ def summarise(selected, results: dict) -> list[dict]:
             values = np.array([r[key] for r in per_seed], float)
             std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0  # the sample std over seeds
             metrics[key] = {"mean": float(np.mean(values)), "std": std}
+            if key in claims.METRICS:
+                metrics[key]["ci95"] = list(claims.interval([r["per_pair"] for r in per_seed], key))
         rows.append({"group": group, "cell": cell, "run": run.name, "n_seeds": len(per_seed),
                      "seconds": float(np.mean([r["elapsed_s"] for r in per_seed])), "metrics": metrics})
     return rows
 
 
+def _shown(key: str, v: dict) -> str:
+    if not np.isfinite(v["mean"]):
+        return f"{key} n/a"
+    ci = f" [{v['ci95'][0]:.3f}, {v['ci95'][1]:.3f}]" if np.isfinite(v.get("ci95", [np.nan])[0]) else ""
+    return f"{key} {v['mean']:.3f} ± {v['std']:.3f}{ci}"
+
+
 def table(rows: list[dict]) -> str:
-    lines = ["| group | cell | metric (mean ± std) | seeds | seconds |", "|---|---|---|---|---|"]
+    lines = ["| group | cell | metric: mean ± std over seeds [95 % bootstrap interval] | seeds | seconds |",
+             "|---|---|---|---|---|"]
     for r in rows:
-        shown = " · ".join(f"{k} {v['mean']:.3f} ± {v['std']:.3f}" if np.isfinite(v["mean"]) else f"{k} n/a"
-                           for k, v in r["metrics"].items())
+        shown = " · ".join(_shown(k, v) for k, v in r["metrics"].items())
         lines.append(f"| {r['group']} | {r['cell']} | {shown} | {r['n_seeds']} | {r['seconds']:.0f} |")
+    return "\n".join(lines)
+
+
+def claims_table(verdicts: list[dict]) -> str:
+    lines = ["| claim | metric | favoured − other: 95 % paired interval | verdict |", "|---|---|---|---|"]
+    for v in verdicts:
+        diffs = "; ".join(f"− {o}: [{lo:+.3f}, {hi:+.3f}]" for o, (lo, hi) in v["differences"].items())
+        lines.append(f"| {v['claim']} | {v['metric']} | {v['favoured']} {diffs} | **{v['verdict']}** |")
     return "\n".join(lines)
 
 
@@ -233,12 +258,14 @@ def run(cfg: ml_collections.ConfigDict, workdir: str) -> list[dict]:
             bar.update(1)
     bar.close()
     rows = summarise(selected, results)
+    verdicts = claims.assess_claims({(g, c): [s["per_pair"] for s in results[r.name]] for g, c, r in selected})
     with open(os.path.join(workdir, "ablations.json"), "w") as f:
-        json.dump({"rows": rows, "runs": results}, f, indent=2, default=float)
-    text = table(rows)
+        json.dump({"rows": rows, "claims": verdicts, "runs": results}, f, indent=2, default=float)
+    text = table(rows) + "\n\n## The paper's claims\n\n" + claims_table(verdicts)
     with open(os.path.join(workdir, "ablations.md"), "w") as f:
         f.write(f"# LANTERN ablations\n\nBase `{base.root}`, {cfg.seeds} seed(s); test split vs the "
-                f"black-box teacher's labels.\n\n{text}\n")
+                f"black-box teacher's labels. A claim is reproduced when the paired interval of the "
+                f"difference lies above 0, not reproduced when below, inconclusive otherwise.\n\n{text}\n")
     print(text, flush=True)
     return rows
 

@@ -72,6 +72,7 @@ def run(cfg, wd: RunDir) -> dict:
         for key, texts in samples.items():
             em = scoring.explainer_metrics(texts, [teacher.get(p.pair_id) for p in ps_explain],
                                            [p.truth["fit_level"] for p in ps_explain])
+            em.pop("_per_pair")
             both = [(FIT_LEVELS[k], lv) for k, lv in zip(pred, em.pop("_levels")) if lv is not None]
             em["agrees_with_classifier"] = float(np.mean([a == b for a, b in both])) if both else float("nan")
             m[key] = em
@@ -103,7 +104,7 @@ def inhouse_metrics(wd: RunDir, teacher: dict) -> dict:
     pairs = wd.all_pairs()
     m = scoring.explainer_metrics([r["generated_text"] for r in written], [teacher.get(r["pair_id"]) for r in written],
                                   [pairs[r["pair_id"]].truth["fit_level"] for r in written])
-    m.pop("_levels")
+    m.pop("_levels"), m.pop("_per_pair")
     return {"parse_rate": m.pop("structure_validity"), **m}
 
 

@@ -67,37 +67,46 @@ def _words(text: str) -> set[str]:
 
 
 def explainer_metrics(texts, teacher_assessments, truth_levels) -> dict:
-    from rouge_score import rouge_scorer
+    """Structure validity, and over the outputs that parse: label / explanation agreement, fit accuracy
+    against the teacher and the latent truth, requirement coverage and ROUGE against the teacher's
+    explanation. `_levels` holds each output's fit level (None: did not parse) and `_per_pair` the
+    per-pair values the bootstrap resamples (NaN where an output did not parse or has no reference)."""
+    from rouge_score import rouge_scorer  # noqa: PLC0415  (nltk-backed, slow to import)
     scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
-    valid = agree = 0
     rouge = {k: [] for k in ("rouge1", "rouge2", "rougeL")}
-    coverage, vs_teacher, vs_truth, levels = [], [], [], []
+    agree, coverage, vs_truth, levels = [], [], [], []
+    per_pair = {"valid": [], "rougeL": [], "fit_vs_teacher": []}
     for text, ref, truth in zip(texts, teacher_assessments, truth_levels):
         try:
             a = parse_assessment(text, check_opening_sentence=False)
         except TeacherOutputError:
-            levels.append(None)
+            a = None
+        levels.append(a.fit_level if a else None)
+        per_pair["valid"].append(float(a is not None))
+        if a is None or ref is None:
+            per_pair["rougeL"].append(float("nan"))
+            per_pair["fit_vs_teacher"].append(float("nan"))
+        if a is None:
             continue
-        valid += 1
-        levels.append(a.fit_level)
-        agree += a.explanation.startswith(f"You are a {a.fit_level} fit")
+        agree.append(a.explanation.startswith(f"You are a {a.fit_level} fit"))
         vs_truth.append(a.fit_level == truth)
         if ref is None:
             continue
-        vs_teacher.append(a.fit_level == ref["fit_level"])
+        per_pair["fit_vs_teacher"].append(float(a.fit_level == ref["fit_level"]))
         for k, s in scorer.score(ref["explanation"], a.explanation).items():
             rouge[k].append(s.fmeasure)
+        per_pair["rougeL"].append(rouge["rougeL"][-1])
         mine = [_words(r.requirement) for r in a.requirements]
         hits = [any(len(w & m) >= 0.6 * max(len(w), 1) for m in mine)
                 for w in (_words(r["requirement"]) for r in ref["requirements"])]
         coverage.append(float(np.mean(hits)) if hits else 1.0)
     n = len(texts)
-    mean = lambda xs: float(np.mean(xs)) if xs else float("nan")  # noqa: E731
-    return {"n": n, "structure_validity": valid / n if n else float("nan"),
-            "label_explanation_agreement": agree / valid if valid else float("nan"),
-            "requirement_coverage": mean(coverage), "fit_accuracy_vs_teacher": mean(vs_teacher),
-            "fit_accuracy_vs_truth": mean(vs_truth), **{k: mean(v) for k, v in rouge.items()},
-            "_levels": levels}
+    mean = lambda xs: float(np.mean(xs)) if len(xs) else float("nan")  # noqa: E731
+    fit = [x for x in per_pair["fit_vs_teacher"] if np.isfinite(x)]
+    return {"n": n, "structure_validity": mean(per_pair["valid"]),
+            "label_explanation_agreement": mean(agree), "requirement_coverage": mean(coverage),
+            "fit_accuracy_vs_teacher": mean(fit), "fit_accuracy_vs_truth": mean(vs_truth),
+            **{k: mean(v) for k, v in rouge.items()}, "_levels": levels, "_per_pair": per_pair}
 
 
 # --- uncertainty ----------------------------------------------------------------------------------
