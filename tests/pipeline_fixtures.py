@@ -20,7 +20,7 @@ def run_module(module: str, *args: str, devices: int = 1, timeout: int = 3600) -
 
 def copy_run(run, dest, stages=MICRO_STAGES):
     """A private copy of a run folder's shared inputs (data, tokenizer) and the given stages."""
-    for name in ("data", "tokenizer", *stages):
+    for name in dict.fromkeys(("data", "tokenizer", *stages)):  # a stage may be one of the shared folders
         if (run / name).exists():
             shutil.copytree(run / name, dest / name)
     return dest
