@@ -53,7 +53,8 @@ def write_plots(metrics: dict, reliability: dict, out_dir: str) -> list[str]:
         fig, axes = plt.subplots(1, len(students), figsize=(4.2 * len(students), 3.6), squeeze=False)
         for ax, (student, rows) in zip(axes[0], students.items()):
             for key in sorted({k for r in rows for k in r} - {"step"}):
-                points = [(r["step"], r[key]) for r in rows if key in r and np.isfinite(r[key])]
+                points = [(r["step"], r[key]) for r in rows if isinstance(r.get(key), (int, float))
+                          and np.isfinite(r[key])]  # NaN is logged as null
                 if points:
                     ax.plot(*zip(*points), "o-", label=key)
             ax.set(title=f"learning curve: {student} (dev)", xlabel="step", ylim=(0, 1))
