@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from lantern_jax import audit
+from lantern_jax import audit, targets
 from lantern_jax import stages as stage_engine
 from lantern_jax.data.schema import FIT_LEVELS
 
@@ -70,6 +70,15 @@ def _fmt(v) -> str:
     return "n/a" if v is None or (isinstance(v, float) and np.isnan(v)) else (f"{v:.3f}" if isinstance(v, float) else str(v))
 
 
+def targets_section(metrics: dict) -> list[str]:
+    rows = targets.check(metrics)
+    if not rows:
+        return []
+    return ["## Targets of this preset", "",
+            f"{sum(r['met'] for r in rows)} of {len(rows)} met (`python -m lantern_jax.targets` checks a run).", "",
+            *targets.table(rows), ""]
+
+
 def inhouse_section(m: dict | None) -> list[str]:
     if not m:
         return []
@@ -119,6 +128,7 @@ def write_report(metrics: dict, plots: list[str], wd, out_dir: str) -> None:
         "References: **teacher** = the black-box teacher's labels on the same pairs; **truth** = the "
         "generator's latent fit level. `test` shares occupations and companies with training; the "
         "held-out splits share neither.", "",
+        *targets_section(metrics),
         "## Fit classifier", "",
         "| split | n | acc vs teacher | macro-F1 vs teacher | acc vs truth | macro-F1 vs truth | ECE | ECE (T-scaled) |",
         "|---|---|---|---|---|---|---|---|", *rows_c, "",
