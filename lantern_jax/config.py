@@ -139,6 +139,7 @@ def train_config(task: str) -> ml_collections.ConfigDict:
     c.model.param_dtype = "float32"
     c.model.scan_layers = False
     c.model.remat = "none"
+    c.model.attention = "auto"  # auto | xla | cudnn | splash (lantern_jax.models.attention)
     c.model.pooling = ""  # classifier: "" = the family's default (cls / last_token)
 
     c.teacher = ml_collections.ConfigDict()

@@ -66,7 +66,7 @@ from lantern_jax import mesh as mesh_lib
 from lantern_jax import train
 from lantern_jax.models import hf
 from lantern_jax.models.decoder import DecoderConfig
-from lantern_jax.models.encoder import ClassifierConfig
+from lantern_jax.models.encoder import ClassifierConfig, EncoderConfig
 
 GiB = 1024 ** 3
 HEADROOM = 0.9  # fraction of a chip's memory a step may plan to use
@@ -78,13 +78,16 @@ class Target:
     devices: int
     bytes_per_device: int
     note: str = ""
+    topology: str = ""  # TPU slices: the topology libtpu compiles for (lantern_jax.aot)
 
 
-# v5e-16: 16 chips; v5p-N counts TensorCores (2 per chip), so v5p-32 is 16 chips; H100 SXM 80GB
+# v5e-N: N chips; v5p-N counts TensorCores (2 per chip), so v5p-32 is 16 chips; H100 SXM 80GB
 # exposes 81,559 MiB.
 TARGETS = {t.name: t for t in (
-    Target("v5e-16", 16, 16 * GiB, "TPU v5e, 4x4, 16 GiB HBM2 per chip"),
-    Target("v5p-32", 16, 95 * GiB, "TPU v5p, 2x2x4 chips (32 TensorCores), 95 GiB HBM2e per chip"),
+    Target("v5e-4", 4, 16 * GiB, "TPU v5e, 2x2, 16 GiB HBM2 per chip", "v5e:2x2"),
+    Target("v5e-8", 8, 16 * GiB, "TPU v5e, 2x4, 16 GiB HBM2 per chip", "v5e:2x4"),
+    Target("v5e-16", 16, 16 * GiB, "TPU v5e, 4x4, 16 GiB HBM2 per chip", "v5e:4x4"),
+    Target("v5p-32", 16, 95 * GiB, "TPU v5p, 2x2x4 chips (32 TensorCores), 95 GiB HBM2e per chip", "v5p:2x2x4"),
     Target("8xH100", 8, 81_559 * 1024 ** 2, "one node of 8 H100 SXM 80GB (set XLA_PYTHON_CLIENT_MEM_FRACTION=.95)"),
 )}
 
@@ -193,14 +196,34 @@ def architecture(source: str) -> dict:
 
 def model_config(mcfg: ml_collections.ConfigDict, kind: str):
     """(model kind, our config) of a config's model section, with its dtypes, scan and remat (what
-    `train.build_model` passes to the HF loader)."""
+    `train.build_model` passes to the HF loader, or builds from `model.init`)."""
+    if mcfg.source == "init":
+        return _init_config(mcfg, kind)
     mkind, cfg = hf.config_from_hf(architecture(mcfg.source), kind=kind, dtype=mcfg.dtype,
                                    param_dtype=mcfg.param_dtype, source=mcfg.source)
-    over = dict(scan_layers=mcfg.scan_layers, remat=mcfg.remat)
+    over = dict(scan_layers=mcfg.scan_layers, remat=mcfg.remat, attention=mcfg.attention)
     if isinstance(cfg, ClassifierConfig):
         pooling = {"pooling": mcfg.pooling} if mcfg.pooling else {}
         return mkind, dataclasses.replace(cfg, backbone=dataclasses.replace(cfg.backbone, **over), **pooling)
     return mkind, dataclasses.replace(cfg, **over)
+
+
+def _init_config(mcfg: ml_collections.ConfigDict, kind: str):
+    """A random-init model's config from `model.init`, shapes only: the tokenizer is read just for
+    its size when `model.init.vocab_size` is 0 (its special ids change no shape)."""
+    init = dict(mcfg.init)
+    arch, family = init.pop("arch"), init.pop("family")
+    init["vocab_size"] = init["vocab_size"] or len(train.load_tokenizer(mcfg.tokenizer))
+    kw = dict(dtype=mcfg.dtype, param_dtype=mcfg.param_dtype, scan_layers=mcfg.scan_layers, remat=mcfg.remat,
+              attention=mcfg.attention)
+    if arch == "decoder":
+        cfg = DecoderConfig(family=family or "llama", **init, **kw, tie_word_embeddings=True)
+    else:
+        init.pop("num_kv_heads", None)
+        cfg = EncoderConfig(family=family or "bert", **init, **kw)
+    if kind == "classifier":
+        return "classifier", ClassifierConfig(cfg, pooling=mcfg.pooling or None)
+    return "lm", cfg
 
 
 def mesh_sizes(mesh_cfg, devices: int) -> dict[str, int]:
@@ -231,8 +254,9 @@ def tree_bytes(tree, mesh: AbstractMesh) -> int:
     return sum(shard_bytes(x, mesh) for x in jax.tree.leaves(tree))
 
 
-def abstract_models(cfg: ml_collections.ConfigDict, mesh: AbstractMesh):
-    """(model, optimizer, teacher or None), abstract and sharded as the real run builds them."""
+def abstract_models(cfg: ml_collections.ConfigDict, mesh: AbstractMesh | jax.sharding.Mesh):
+    """(model, optimizer, teacher or None), abstract and sharded as the real run builds them; on a
+    concrete mesh (e.g. of abstract TPU devices) their shardings can be compiled for."""
     kind, mcfg = model_config(cfg.model, cfg.model.kind)
     tsec = train.teacher_section(cfg)
     tkind, tcfg = model_config(tsec, "lm") if tsec is not None else (None, None)
@@ -242,7 +266,8 @@ def abstract_models(cfg: ml_collections.ConfigDict, mesh: AbstractMesh):
         teacher = hf.build_model(tkind, tcfg, seed=cfg.seed) if tcfg is not None else None
         return model, train.optimizer_for(model, cfg.optim, cfg.train.steps), teacher
 
-    with jax.sharding.use_abstract_mesh(mesh):
+    concrete = isinstance(mesh, jax.sharding.Mesh)
+    with jax.set_mesh(mesh) if concrete else jax.sharding.use_abstract_mesh(mesh):
         return nnx.eval_shape(build)
 
 
