@@ -74,6 +74,7 @@ class AotReport:
     param_count: int
     attention: str  # the backend model.attention resolves to on this slice
     mosaic_kernels: int  # Pallas (Mosaic) kernel calls in the compiled program
+    hlo: str  # the compiled program's text
 
     @property
     def devices(self) -> int:
@@ -205,6 +206,7 @@ def compile_report(cfg: ml_collections.ConfigDict, target: mf.Target | str, name
         attention = attention_lib.resolve(cfg.model.attention, cfg.model.dtype)
     compile_s = time.perf_counter() - tic
     ma = compiled.memory_analysis()
+    hlo = compiled.as_text()
     memory = {"argument": ma.argument_size_in_bytes, "output": ma.output_size_in_bytes,
               "alias": ma.alias_size_in_bytes, "temp": ma.temp_size_in_bytes,
               "peak": ma.peak_memory_in_bytes, "code": ma.generated_code_size_in_bytes}
@@ -216,7 +218,7 @@ def compile_report(cfg: ml_collections.ConfigDict, target: mf.Target | str, name
     return AotReport(name, target, dict(zip(mesh.axis_names, mesh.axis_sizes)), kind, compile_s, memory,
                      usable, estimate, float(cost.get("flops", math.nan)), matmul,
                      accounted_flops(cfg, model, teacher), train.param_count(model), attention,
-                     compiled.as_text().count('custom_call_target="tpu_custom_call"'))
+                     hlo.count('custom_call_target="tpu_custom_call"'), hlo)
 
 
 def _target_of(spec: str, explicit: str | None) -> str:
@@ -236,6 +238,7 @@ def main(argv=None) -> int:
     ap.add_argument("--config", required=True, help="configs/x.py:variant[@slice]; --config.a.b=v overrides follow")
     ap.add_argument("--target", default=None, help="a memory_fit.TARGETS TPU slice (default: the @slice suffix)")
     ap.add_argument("--json", default="", help="also write the figures to this file")
+    ap.add_argument("--hlo", default="", help="also write the compiled program (HLO text) to this file")
     args, rest = ap.parse_known_args(argv)
     bad = [r for r in rest if not r.startswith("--config.")]
     if bad:
@@ -257,6 +260,9 @@ def main(argv=None) -> int:
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report.figures(), f, indent=2)
+    if args.hlo:
+        with open(args.hlo, "w") as f:
+            f.write(report.hlo)
     return 0
 
 

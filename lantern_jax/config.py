@@ -156,6 +156,8 @@ def train_config(task: str) -> ml_collections.ConfigDict:
     c.data.topk = 20  # offline KD: teacher top-k kept per token
 
     c.loss = ml_collections.ConfigDict()
+    if task != "classifier_kd":  # LM head + loss: auto | chunked | blocked (lantern_jax.distill.fused_loss)
+        c.loss.lm_head = "auto"
     if task == "explainer_kd":
         c.loss.divergence = "forward_kl"
         c.loss.beta = 0.5  # jsd

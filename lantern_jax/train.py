@@ -35,7 +35,7 @@ from lantern_jax.config import ConfigError, one_of, require
 from lantern_jax.data import datasets
 from lantern_jax.data import input_pipeline as pipe
 from lantern_jax.data.schema import DataError
-from lantern_jax.distill import losses, objectives
+from lantern_jax.distill import fused_loss, losses, objectives
 from lantern_jax.models import attention as attention_lib
 from lantern_jax.models import gguf, hf
 from lantern_jax.models.decoder import DecoderConfig
@@ -57,6 +57,8 @@ def validate(cfg: ml_collections.ConfigDict, devices=None, stages_before: tuple[
     one_of(cfg, "task", config_lib.TASKS)
     one_of(cfg, "model.kind", ("lm", "classifier"))
     one_of(cfg, "model.attention", attention_lib.BACKENDS)
+    if cfg.task != "classifier_kd":
+        one_of(cfg, "loss.lm_head", fused_loss.HEADS)
     require((cfg.task == "classifier_kd") == (cfg.model.kind == "classifier"),
             f"config key 'model.kind': task {cfg.task!r} needs "
             f"{'a classifier' if cfg.task == 'classifier_kd' else 'an lm'}")

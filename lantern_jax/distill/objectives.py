@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from lantern_jax.distill import losses
+from lantern_jax.distill import fused_loss, losses
 
 SCHEDULES = ("constant", "linear", "cosine")
 DIVERGENCE_PARAMS = {"jsd": "beta", "skew_kl": "alpha", "skew_reverse_kl": "alpha"}
@@ -44,8 +44,12 @@ def _spec(value):
 
 
 def teacher_sft(model, batch, step, cfg, num_valid, teacher=None):
-    del step, cfg, teacher
+    del step, teacher
     hidden = model.model(batch["input_ids"], batch["attention_mask"])
+    if fused_loss.blocked(cfg.lm_head):
+        ce, _ = fused_loss.lm_head_loss(hidden, model.unembedding(), batch["labels"], batch["loss_mask"],
+                                        num_valid=num_valid)
+        return ce, {"ce": ce}
     ce = losses.fused_cross_entropy(hidden, model.unembedding(), batch["labels"], batch["loss_mask"],
                                     num_valid=num_valid)
     return ce, {"ce": ce}
@@ -56,7 +60,11 @@ def explainer_kd(model, batch, step, cfg, num_valid, teacher=None):
     T = schedule(_spec(cfg.temperature))(step)
     lam_sft = schedule(_spec(cfg.lambda_sft))(step)
     lam_kd = schedule(_spec(cfg.lambda_kd))(step)
-    if teacher is not None:
+    blocked = fused_loss.blocked(cfg.lm_head)
+    if teacher is not None and blocked:  # its logits are made block by block inside the loss
+        target = fused_loss.Head(teacher.model(batch["input_ids"], batch["attention_mask"]), teacher.unembedding())
+        match_vocab(target.unembedding, model.cfg.vocab_size)  # the same check (its cut columns go unread)
+    elif teacher is not None:
         target = jax.lax.stop_gradient(teacher(batch["input_ids"], batch["attention_mask"]))
         target = match_vocab(target, model.cfg.vocab_size)
     else:
@@ -64,6 +72,12 @@ def explainer_kd(model, batch, step, cfg, num_valid, teacher=None):
     param = DIVERGENCE_PARAMS.get(cfg.divergence)
     params = {param: float(cfg[param])} if param else {}
     hidden = model.model(batch["input_ids"], batch["attention_mask"])
+    if blocked:
+        loss, out = fused_loss.lm_head_loss(hidden, model.unembedding(), batch["labels"], batch["loss_mask"],
+                                            teacher=target, divergence=cfg.divergence, params=params,
+                                            temperature=T, estimator=cfg.estimator, kd_weight=lam_kd * T ** 2,
+                                            ce_weight=lam_sft, num_valid=num_valid, chunk_size=cfg.chunk_size)
+        return loss, {**out, "lambda_kd": lam_kd, "temperature": T}
     out = losses.fused_divergence(cfg.divergence, hidden, model.unembedding(), target,
                                   batch["loss_mask"], T, labels=batch["labels"],
                                   estimator=cfg.estimator, num_valid=num_valid,
