@@ -11,6 +11,7 @@ JAX_STACK = [
     "orbax-checkpoint>=0.12.8,<0.13",
     "grain>=0.2.18,<0.3",
     "ml-collections>=1.1.0,<1.2",
+    "qwix>=0.1.8,<0.2",  # LoRA (lantern_jax.lora); needs nothing beyond jax, flax, numpy, absl
 ]
 HF_IO = [
     "transformers>=5.24,<6",  # AutoConfig / tokenizers only: transformers 5 has no Flax models

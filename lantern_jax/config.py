@@ -140,6 +140,9 @@ def train_config(task: str) -> ml_collections.ConfigDict:
     c.model.scan_layers = False
     c.model.remat = "none"
     c.model.attention = "auto"  # auto | xla | cudnn | splash (lantern_jax.models.attention)
+    # LoRA adapters (lantern_jax.lora): rank 0 trains every parameter
+    c.model.lora = ml_collections.ConfigDict({"rank": 0, "alpha": 16.0,
+                                              "targets": ("q", "k", "v", "o", "gate", "up", "down")})
     c.model.pooling = ""  # classifier: "" = the family's default (cls / last_token)
 
     c.teacher = ml_collections.ConfigDict()

@@ -63,7 +63,7 @@ from jax.sharding import AbstractMesh, AxisType
 
 from lantern_jax import config as config_lib
 from lantern_jax import mesh as mesh_lib
-from lantern_jax import train
+from lantern_jax import lora, train
 from lantern_jax.models import hf
 from lantern_jax.models.decoder import DecoderConfig
 from lantern_jax.models.encoder import ClassifierConfig, EncoderConfig
@@ -262,7 +262,7 @@ def abstract_models(cfg: ml_collections.ConfigDict, mesh: AbstractMesh | jax.sha
     tkind, tcfg = model_config(tsec, "lm") if tsec is not None else (None, None)
 
     def build():
-        model = hf.build_model(kind, mcfg, seed=cfg.seed)
+        model = lora.apply(hf.build_model(kind, mcfg, seed=cfg.seed), cfg.model.lora, seed=cfg.seed)
         teacher = hf.build_model(tkind, tcfg, seed=cfg.seed) if tcfg is not None else None
         return model, train.optimizer_for(model, cfg.optim, cfg.train.steps), teacher
 
@@ -369,8 +369,11 @@ def fit_report(cfg: ml_collections.ConfigDict, target: Target | str, name: str =
         persistent[f"online teacher params ({pdt}, as train.py stores it)"] = tree_bytes(
             nnx.state(teacher, nnx.Param), mesh)
     accum = cfg.optim.grad_accum > 1
-    grads = {f"gradients ({pdt}{', x2: running sum + micro-batch' if accum else ''})": params * (2 if accum else 1)}
-    largest = max(shard_bytes(x, mesh) for x in param_leaves)
+    trained = jax.tree.leaves(nnx.state(model, lora.trainable(model)))  # LoRA: the adapters
+    trained_bytes = sum(shard_bytes(x, mesh) for x in trained)
+    grads = {f"gradients ({'adapters' if len(trained) < len(param_leaves) else pdt}"
+             f"{', x2: running sum + micro-batch' if accum else ''})": trained_bytes * (2 if accum else 1)}
+    largest = max(shard_bytes(x, mesh) for x in trained)
     phases = transient_phases(cfg, model, teacher, mesh, rows, grads, largest)
     return Report(name, target, dims, rows, cfg.data.max_length, persistent, phases)
 

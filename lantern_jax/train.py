@@ -28,6 +28,7 @@ import optax
 from flax import nnx
 
 from lantern_jax import config as config_lib
+from lantern_jax import lora
 from lantern_jax import mesh as mesh_lib
 from lantern_jax import workdir as workdir_lib
 from lantern_jax.checkpoint import Checkpointer
@@ -57,6 +58,7 @@ def validate(cfg: ml_collections.ConfigDict, devices=None, stages_before: tuple[
     one_of(cfg, "task", config_lib.TASKS)
     one_of(cfg, "model.kind", ("lm", "classifier"))
     one_of(cfg, "model.attention", attention_lib.BACKENDS)
+    lora.check(cfg.model.lora)
     if cfg.task != "classifier_kd":
         one_of(cfg, "loss.lm_head", fused_loss.HEADS)
     require((cfg.task == "classifier_kd") == (cfg.model.kind == "classifier"),
@@ -192,7 +194,11 @@ def flops_per_token(model, seq_len: int, *, training: bool) -> float:
         n += cfg.vocab_size * D
     attention = 2 * 2 * L * seq_len * D  # q·k and p·v per token, forward
     forward = 2 * n + attention
-    return 3 * forward if training else forward
+    if not training:
+        return forward
+    adapters = sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.LoRAParam)))
+    frozen = n - adapters if adapters else 0  # LoRA's base: no weight gradient, 2N less
+    return 3 * forward - 2 * frozen
 
 
 def optimizer_for(model, ocfg: ml_collections.ConfigDict, steps: int) -> nnx.Optimizer:
@@ -203,7 +209,7 @@ def optimizer_for(model, ocfg: ml_collections.ConfigDict, steps: int) -> nnx.Opt
     tx = optax.chain(optax.clip_by_global_norm(ocfg.clip_norm),
                      optax.adamw(lr, b1=ocfg.b1, b2=ocfg.b2, weight_decay=ocfg.weight_decay,
                                  mask=decay_mask))
-    return nnx.Optimizer(model, tx, wrt=nnx.Param)
+    return nnx.Optimizer(model, tx, wrt=lora.trainable(model))  # LoRA: the adapters only
 
 
 # --- the jitted steps -------------------------------------------------------------------------
@@ -212,17 +218,17 @@ def make_steps(cfg: ml_collections.ConfigDict):
     objective = objectives.OBJECTIVES[cfg.task]
     accum = cfg.optim.grad_accum
 
-    def loss_and_grads(model, batch, step, num_valid, teacher):
+    def loss_and_grads(model, batch, step, num_valid, teacher, wrt):
         def loss_fn(m, b):
             loss, metrics = objective(m, b, step, cfg.loss, num_valid, teacher)
             return loss, metrics
 
         if accum == 1:
-            return nnx.value_and_grad(loss_fn, has_aux=True)(model, batch)
+            return nnx.value_and_grad(loss_fn, argnums=nnx.DiffState(0, wrt), has_aux=True)(model, batch)
         # Micro-batch a takes rows a, a+A, a+2A, ...: every micro-batch spans all data shards.
         micro = jax.tree.map(lambda x: x.reshape(x.shape[0] // accum, accum, *x.shape[1:]).swapaxes(0, 1),
                              batch)
-        graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+        graphdef, params, rest = nnx.split(model, wrt, ...)
 
         def one(carry, mb):
             (loss, metrics), grads = jax.value_and_grad(
@@ -243,7 +249,7 @@ def make_steps(cfg: ml_collections.ConfigDict):
     @nnx.jit(donate_argnums=(0, 1, 4))
     def train_step(model, optimizer, batch, step, teacher=None):
         num_valid = objectives.valid_count(cfg.task, batch)
-        (loss, metrics), grads = loss_and_grads(model, batch, step, num_valid, teacher)
+        (loss, metrics), grads = loss_and_grads(model, batch, step, num_valid, teacher, optimizer.wrt)
         optimizer.update(model, grads)
         return {**metrics, "loss": loss, "grad_norm": optax.global_norm(grads), "valid": num_valid}
 
@@ -317,6 +323,8 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, devices=None) -> dict[st
         (root / "config.json").write_text(cfg.to_json_best_effort(indent=2))
     kind = cfg.model.kind
     model, tokenizer = build_model(cfg.model, mesh, seed=cfg.seed, kind=kind)
+    with jax.set_mesh(mesh):
+        model = lora.apply(model, cfg.model.lora, seed=cfg.seed)
     tcfg = teacher_section(cfg)
     teacher = build_model(tcfg, mesh, seed=cfg.seed, kind="lm")[0] if tcfg else None
     with jax.set_mesh(mesh):  # optimizer moments are born with their parameter's sharding
@@ -451,7 +459,7 @@ def evaluate(eval_step, model, batches, mesh, teacher=None) -> dict[str, float]:
 
 def export(model, tokenizer, path: str) -> None:
     """The trained model as an HF checkpoint (+ tokenizer), for serving and the next stage."""
-    hf.save_hf(model, path, tokenizer=tokenizer if jax.process_index() == 0 else None)
+    hf.save_hf(lora.merged(model), path, tokenizer=tokenizer if jax.process_index() == 0 else None)
 
 
 def main(argv=None) -> int:

@@ -85,7 +85,7 @@ class Dense(nnx.Module):
         if x.size == x.shape[-1] and jax.default_backend() == "cpu":  # one row: batch-1 decoding
             y = matvec(x.reshape(-1), kernel).reshape(*x.shape[:-1], -1)
         else:
-            y = matmul(x, kernel)
+            y = matmul(x, kernel).astype(self.dtype)  # a float32 LoRA term (lantern_jax.lora) joins here
         if self.bias is not None:
             y = y + self.bias[...].astype(self.dtype)
         return y
