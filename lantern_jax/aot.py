@@ -18,11 +18,16 @@ Printed per device:
   that sum is the figure memory_fit's estimate is compared with. Outputs - aliased are what the step
   returns without donating it: its metrics, nothing of the model, optimizer or teacher.
 - FLOPs: `cost_analysis()` counts each loop body once (layer scan, gradient accumulation, chunked
-  loss). The same program's jaxpr gives its matmul FLOPs both ways (`lantern_jax.flops`): bodies
-  once, which must agree with cost_analysis (elementwise work aside), and bodies times their trip
-  counts. Their ratio scales cost_analysis to what a step executes, next to the trainer's
-  accounting (6N per student token, 2N per teacher token, plus attention: `train.flops_per_token`);
-  the difference is what the accounting leaves out on purpose, remat's recomputed forward above all.
+  loss) and nothing inside Pallas kernels (custom calls). The same program's jaxpr gives its matmul
+  FLOPs both ways (`lantern_jax.flops`): bodies once outside kernels, which agrees with
+  cost_analysis (elementwise work aside), and bodies times their trip counts, kernels included.
+  Their ratio scales cost_analysis to what a step executes, unless XLA's SPMD partitioner made
+  loops of its own: on large FSDP meshes it splits matmuls into collective-matmul loops (one
+  shard's product per iteration, "windowed_dot_general"), whose trip counts the jaxpr does not
+  know; the scaled figure is then not given, and the jaxpr's count stands. Both sit next to the
+  trainer's accounting (6N per student token, 2N per teacher token, plus attention:
+  `train.flops_per_token`); the difference is what the accounting leaves out on purpose, remat's
+  recomputed forward above all.
 
 Needs libtpu (the `jax[tpu]` extra at the project's jax version): `make aot` keeps it in .venv-tpu,
 apart from the CPU venv.
@@ -34,6 +39,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import sys
 import time
 
@@ -52,6 +58,12 @@ from lantern_jax.models import attention as attention_lib
 GiB = mf.GiB
 # HBM the TPU compiler lets one program use per chip (its RESOURCE_EXHAUSTED message names it).
 USABLE_HBM = {"v5e": 15.75 * GiB, "v5p": 95.74 * GiB}
+
+
+# Every full-size config with a TPU layout, at each slice it has one for (`--all`, make test-aot).
+FULL_SIZE = tuple(f"configs/{c}@{s}" for c in ("teacher_sft.py:qwen7b", "explainer_kd.py:qwen1.5b",
+                                                 "explainer_kd.py:qwen0.5b", "classifier_kd.py:modernbert")
+                  for s in ("v5e-16", "v5p-32")) + ("configs/teacher_sft.py:qwen7b_lora@v5e-8",)
 
 
 class AotError(ValueError):
@@ -87,9 +99,17 @@ class AotReport:
         return m["argument"] + m["temp"] + m["output"] - m["alias"]
 
     @property
+    def collective_matmul_loops(self) -> int:
+        """Loops XLA's SPMD partitioner made of matmuls (all-gather or reduce-scatter overlapped
+        with the product, shard by shard): cost_analysis counts one shard's share of each."""
+        return self.hlo.count("windowed_dot_general_cond")
+
+    @property
     def executed_flops(self) -> float:
-        """cost_analysis scaled by the loops' trip counts, plus the kernels' FLOPs it cannot see,
-        per device."""
+        """cost_analysis scaled by the program's loop trip counts, plus the kernels' FLOPs it cannot
+        see, per device; NaN where XLA made loops of its own (their trip counts are not the jaxpr's)."""
+        if self.collective_matmul_loops:
+            return math.nan
         m = self.matmul
         xla_once, xla_executed = m.once - m.kernels_once, m.executed - m.kernels_executed
         return self.cost_flops * xla_executed / max(xla_once, 1.0) + m.kernels_executed / self.devices
@@ -107,7 +127,23 @@ class AotReport:
                                      "jaxpr_matmul_executed": self.matmul.executed / self.devices,
                                      "jaxpr_matmul_executed_in_kernels": self.matmul.kernels_executed / self.devices,
                                      "executed": self.executed_flops,
+                                     "collective_matmul_loops": self.collective_matmul_loops,
                                      "accounted": self.accounted_flops / self.devices}}
+
+    def row(self) -> str:
+        """One markdown table row (`--all`)."""
+        m, n, g = self.memory, self.devices, GiB
+        mesh = "x".join(str(v) for v in self.mesh.values())
+        return (f"| {self.name.removeprefix('configs/')} | {mesh} | {self.total / g:.2f} | {m['peak'] / g:.2f} | "
+                f"{1 - self.total / self.usable_hbm:.0%} | {self.estimate.needed / g:.2f} ({self.estimate.needed / self.total:.2f}) | "
+                f"{(m['output'] - m['alias']) / 2**20:.2f} | {self.cost_flops / 1e12:.1f} | "
+                f"{self.matmul.executed / n / 1e12:.0f} | {self.accounted_flops / n / 1e12:.0f} | "
+                f"{self.matmul.executed / self.accounted_flops:.2f} | {self.compile_s:.0f} |")
+
+    TABLE_HEAD = ("| config @ slice | mesh (data x fsdp x tensor) | compiled GiB/device (args + temp + out - alias) | "
+                  "peak_memory GiB | HBM headroom | memory_fit GiB (ratio) | out - alias MiB | "
+                  "cost_analysis TFLOP (bodies once) | executed TFLOP (jaxpr) | accounted TFLOP | executed / accounted | "
+                  "compile s |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
 
     def table(self) -> str:
         m, est, n = self.memory, self.estimate, self.devices
@@ -139,9 +175,13 @@ class AotReport:
         tf("jaxpr matmuls outside kernels, each body once (~ cost_analysis)", (mm.once - mm.kernels_once) / n)
         tf("jaxpr matmuls x loop trip counts", mm.executed / n)
         tf("  of which in Mosaic kernels", mm.kernels_executed / n)
-        tf("cost_analysis x trip counts + kernels", self.executed_flops)
+        if self.collective_matmul_loops:
+            lines.append(f"  {'cost_analysis x trip counts + kernels':<58}{'n/a':>10}  (XLA made "
+                         f"{self.collective_matmul_loops} collective-matmul loops: one shard's product counted)")
+        else:
+            tf("cost_analysis x trip counts + kernels", self.executed_flops)
         tf("trainer accounting (6N student + 2N teacher + attention)", self.accounted_flops / n)
-        lines.append(f"  {'executed / accounted':<58}{self.executed_flops * n / self.accounted_flops:>10.2f}")
+        lines.append(f"  {'jaxpr executed / accounted':<58}{mm.executed / self.accounted_flops:>10.2f}")
         return "\n".join(lines)
 
 
@@ -221,6 +261,14 @@ def compile_report(cfg: ml_collections.ConfigDict, target: mf.Target | str, name
                      hlo.count('custom_call_target="tpu_custom_call"'), hlo)
 
 
+def required_bytes(error: Exception) -> int:
+    """The bytes a RESOURCE_EXHAUSTED compile says the step needs; re-raises any other error."""
+    found = re.search(r"required for HLO temporaries \((\d+(?:\.\d+)?)G\)", str(error))
+    if "RESOURCE_EXHAUSTED" not in str(error) or not found:
+        raise error
+    return int(float(found.group(1)) * GiB)
+
+
 def _target_of(spec: str, explicit: str | None) -> str:
     suffix = spec.rpartition(":")[2].rpartition("@")[2] if "@" in spec else None
     target = explicit or suffix
@@ -235,15 +283,18 @@ def _target_of(spec: str, explicit: str | None) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="compile a config's train step for a TPU slice (no TPU needed)",
                                  allow_abbrev=False)
-    ap.add_argument("--config", required=True, help="configs/x.py:variant[@slice]; --config.a.b=v overrides follow")
+    ap.add_argument("--config", help="configs/x.py:variant[@slice]; --config.a.b=v overrides follow")
+    ap.add_argument("--all", action="store_true", help="every full-size config at each TPU slice: a markdown table")
     ap.add_argument("--target", default=None, help="a memory_fit.TARGETS TPU slice (default: the @slice suffix)")
     ap.add_argument("--json", default="", help="also write the figures to this file")
     ap.add_argument("--hlo", default="", help="also write the compiled program (HLO text) to this file")
     args, rest = ap.parse_known_args(argv)
     bad = [r for r in rest if not r.startswith("--config.")]
-    if bad:
-        print(f"error: unknown arguments {bad}", file=sys.stderr)
+    if bad or not (args.config or args.all):
+        print(f"error: unknown arguments {bad}" if bad else "error: give --config or --all", file=sys.stderr)
         return 2
+    if args.all:
+        return _all(rest)
     try:
         target = _target_of(args.config, args.target)
         cfg = config_lib.load_config(args.config, rest)
@@ -264,6 +315,21 @@ def main(argv=None) -> int:
         with open(args.hlo, "w") as f:
             f.write(report.hlo)
     return 0
+
+
+def _all(overrides) -> int:
+    print(AotReport.TABLE_HEAD, flush=True)
+    status = 0
+    for spec in FULL_SIZE:
+        try:
+            report = compile_report(config_lib.load_config(spec, overrides), _target_of(spec, None), spec)
+            print(report.row(), flush=True)
+        except jax.errors.JaxRuntimeError as e:
+            if "RESOURCE_EXHAUSTED" not in str(e):
+                raise
+            print(f"| {spec.removeprefix('configs/')} | does not fit: {str(e).splitlines()[0]} |", flush=True)
+            status = 1
+    return status
 
 
 if __name__ == "__main__":

@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import json
 import math
 import os
@@ -64,6 +65,8 @@ from jax.sharding import AbstractMesh, AxisType
 from lantern_jax import config as config_lib
 from lantern_jax import mesh as mesh_lib
 from lantern_jax import lora, train
+from lantern_jax.distill import fused_loss
+from lantern_jax.models import attention as attention_lib
 from lantern_jax.models import hf
 from lantern_jax.models.decoder import DecoderConfig
 from lantern_jax.models.encoder import ClassifierConfig, EncoderConfig
@@ -131,14 +134,20 @@ class Report:
     length: int
     persistent: dict[str, int]  # term -> bytes per device, live for the whole step
     phases: dict[str, dict[str, int]]  # transient phase -> its terms (bytes per device)
+    compiled: int | None = None  # the TPU compiler's figure, where libtpu is installed (`lantern_jax.aot`)
 
     @property
     def peak_phase(self) -> str:
         return max(self.phases, key=lambda p: sum(self.phases[p].values()))
 
     @property
-    def needed(self) -> int:
+    def estimate(self) -> int:
         return sum(self.persistent.values()) + sum(self.phases[self.peak_phase].values())
+
+    @property
+    def needed(self) -> int:
+        """The compiled figure when there is one (the compiler's own fit check counts it), else the estimate."""
+        return self.estimate if self.compiled is None else self.compiled
 
     @property
     def available(self) -> int:
@@ -169,6 +178,10 @@ class Report:
             row(f"{phase} (transient){peak}", sum(terms.values()))
             for k, v in terms.items():
                 row("    " + k, v)
+        if self.compiled is not None:
+            lines.append(f"  {'estimate':<62}{self.estimate / GiB:>8.2f}  ({self.estimate / self.compiled:.2f} x compiled)")
+            lines.append(f"  {'compiled for the slice (arguments + temporaries + outputs - aliased)':<62}"
+                         f"{self.compiled / GiB:>8.2f}")
         lines.append(f"  {'peak':<62}{self.needed / GiB:>8.2f}  of {self.available / GiB:.2f} planned "
                      f"({HEADROOM:.0%} of {t.bytes_per_device / GiB:.1f}): "
                      f"{'fits' if self.fits else 'DOES NOT FIT'}")
@@ -302,54 +315,111 @@ def _layer_weights(model, s: dict, tp: int) -> int:
     return sum(x.size for x in jax.tree.leaves(nnx.state(blocks, nnx.Param))) // blocks.num // tp * s["c"]
 
 
+def step_backends(cfg, target: Target) -> tuple[str, str]:
+    """(attention backend, LM head) the step compiles to on the target: `auto` is the platform's
+    kernel (models/attention.py, distill/fused_loss.py)."""
+    platform = "tpu" if target.topology else "gpu"
+    attention = cfg.model.attention
+    if attention == "auto":
+        attention = "splash" if platform == "tpu" else "cudnn" if jnp.dtype(cfg.model.dtype).itemsize == 2 else "xla"
+    head = cfg.loss.get("lm_head", "chunked")
+    return attention, ("blocked" if head == "auto" else head)
+
+
+def _attention_terms(s: dict, b: int, T: int, tp: int, backend: str) -> dict[str, int]:
+    """One layer's attention memory beyond its projections: the xla path's fp32 [T, T] arrays, or
+    a kernel's fp32 queries/keys (RoPE runs in fp32) and, for splash's fused backward, one partial
+    query gradient per key block."""
+    N, K, H = _split(s["N"], tp), _split(s["K"], tp), s["H"]
+    if backend == "xla":
+        return {"attention (3 x fp32 [b, heads, T, T])": 3 * b * N * T * T * 4}
+    terms = {"attention kernel inputs and outputs (fp32 RoPE, [b, T, heads, H])": b * T * H * (5 * N + 2 * K) * 4}
+    if backend == "splash":
+        pad = -(-T // 128) * 128
+        terms["splash backward: partial query gradients per key block"] = (
+            b * (pad // attention_lib.splash_block(pad)) * N * pad * H * s["c"])
+    return terms
+
+
 def transient_phases(cfg, model, teacher, mesh: AbstractMesh, rows: int, grads: dict[str, int],
-                     largest_leaf: int) -> dict[str, dict[str, int]]:
+                     largest_leaf: int, target: Target | None = None) -> dict[str, dict[str, int]]:
     """{phase: {term: bytes per device}}; see the module docstring."""
     sizes = dict(zip(mesh.axis_names, mesh.axis_sizes))
     tp, T, b = sizes["tensor"], cfg.data.max_length, rows
+    attention, head = step_backends(cfg, target) if target is not None else ("xla", "chunked")
     s = _shape(model)
     matmuls, scores = _layer_terms(s, b, T, tp)
     residual = b * T * s["D"] * s["c"]
-    per_layer = {"full": 0, "dots_no_batch": matmuls, "dots": matmuls + scores,
-                 "none": 2 * matmuls + 3 * scores}[s["remat"]]
+    F = _split(s["F"], tp)
+    score_arrays = scores if attention == "xla" else 0
+    per_layer = {"full": 0, "dots_no_batch": matmuls, "dots": matmuls + score_arrays,
+                 "none": 2 * matmuls + 3 * score_arrays}[s["remat"]]
     saved = {f"saved activations (remat {s['remat']!r})": (s["L"] + 2) * residual + s["L"] * per_layer}
-    phases = {"layer backward": {
-        **saved, **grads,
-        "matmul outputs + their gradients": 2 * matmuls,
-        "attention (3 x fp32 [b, heads, T, T])": 3 * scores,
-        "gathered layer weights + their gradient": 2 * _layer_weights(model, s, tp)}}
+    pbytes = jnp.dtype(cfg.model.param_dtype).itemsize
+    layer = {**saved, **grads,
+             "matmul outputs + their gradients": 2 * matmuls,
+             **_attention_terms(s, b, T, tp, attention),
+             "gathered layer weights + their gradient": 2 * _layer_weights(model, s, tp)}
+    if attention != "xla":  # measured with the kernels (docs/benchmarks.md): more than the projections' outputs
+        layer["MLP intermediates (4 more x [b, T, F])"] = 4 * b * T * F * s["c"]
+        layer["hidden-size arrays and their gradients (10 x [b, T, D])"] = 10 * residual
+    if pbytes != s["c"]:  # XLA casts every layer's shards to the compute dtype once, outside the scan
+        layer["all layers' weight shards in the compute dtype"] = (
+            sum(shard_bytes(x, mesh) for x in jax.tree.leaves(nnx.state(_layers(model), nnx.Param))) * s["c"] // pbytes)
+    phases = {"layer backward": layer}
+    trained = lora.trainable(model) is nnx.Param  # LoRA: no embedding or unembedding gradients
     if cfg.model.kind == "lm":
-        n = 2 if cfg.task == "explainer_kd" else 1  # outputs of the chunked loss: KD and CE, or CE
-        chunk = min(cfg.loss.chunk_size if cfg.task == "explainer_kd" else 64, T)  # objectives' chunks
-        V, pbytes = _split(s["V"], tp), jnp.dtype(cfg.model.param_dtype).itemsize
-        unembedding_grads = n * s["D"] * V * 4
-        loss = {**saved,
-                f"logit chunks ({2 + 3 * n} x fp32 [b, chunk, V])": (2 + 3 * n) * b * chunk * V * 4,
-                "hidden-state gradient buffers": n * residual,
-                "unembedding gradient buffers (fp32, unsharded)": unembedding_grads,
-                "unembedding gathered (param dtype)": s["D"] * V * pbytes}
-        if sizes["fsdp"] > 1:  # sharded, the gradient is a copy that can live on into the backward
-            phases["layer backward"]["unembedding gradient buffers (until reduce-scattered)"] = unembedding_grads
+        V = _split(s["V"], tp)
+        if head == "blocked":
+            block = fused_loss.BLOCK
+            chunk = min(cfg.loss.get("chunk_size", 512), T)
+            loss = {**saved, f"vocabulary blocks (6 x fp32 [b, chunk, block])": 6 * b * chunk * min(block, V) * 4,
+                    "hidden-state gradient (fp32)": b * T * s["D"] * 4,
+                    "unembedding gathered (compute dtype)": s["D"] * V * s["c"]}
+            if trained:
+                loss["unembedding gradient (fp32, unsharded)"] = s["D"] * V * 4
+        else:
+            n = 2 if cfg.task == "explainer_kd" else 1  # outputs of the chunked loss: KD and CE, or CE
+            chunk = min(cfg.loss.chunk_size if cfg.task == "explainer_kd" else 64, T)  # objectives' chunks
+            loss = {**saved,
+                    f"logit chunks ({2 + 3 * n} x fp32 [b, chunk, V])": (2 + 3 * n) * b * chunk * V * 4,
+                    "hidden-state gradient buffers": n * residual,
+                    "unembedding gradient buffers (fp32, unsharded)": n * s["D"] * V * 4 if trained else 0,
+                    "unembedding gathered (param dtype)": s["D"] * V * pbytes}
+            if sizes["fsdp"] > 1 and trained:  # sharded, the gradient is a copy that can live on into the backward
+                layer["unembedding gradient buffers (until reduce-scattered)"] = n * s["D"] * V * 4
         if teacher is not None:
             t = _shape(teacher)
-            t_logits = b * T * _split(t["V"], tp) * t["c"]
-            loss["online teacher logits"] = t_logits
             t_matmuls, t_scores = _layer_terms(t, b, T, tp)
+            t_out = (("hidden states", b * T * t["D"] * t["c"]) if head == "blocked" else
+                     ("logits", b * T * _split(t["V"], tp) * t["c"]))
+            loss["online teacher " + t_out[0]] = t_out[1]
             phases["teacher forward"] = {
-                **saved, "matmul outputs": t_matmuls, "attention (3 x fp32 [b, heads, T, T])": 3 * t_scores,
+                **saved, "matmul outputs": t_matmuls, **_attention_terms(t, b, T, tp, attention),
                 "gathered layer weights": _layer_weights(teacher, t, tp),
-                "unembedding gathered": t["D"] * _split(t["V"], tp) * t["c"], "logits": t_logits}
+                "unembedding gathered": t["D"] * _split(t["V"], tp) * t["c"] if head != "blocked" else 0,
+                t_out[0]: t_out[1]}
         phases["loss"] = loss
-    # the embedding lookup's gradient is a scatter-add into a zero table, whole before its reduce-scatter
-    phases["embedding backward"] = {**grads, "embedding table gradient (fp32)": _split(s["V"], tp) * s["D"] * 4}
+    if trained:  # the embedding lookup's gradient is a scatter-add into a zero table, whole before its reduce-scatter
+        phases["embedding backward"] = {**grads, "embedding table gradient (fp32)": _split(s["V"], tp) * s["D"] * 4}
     phases["optimizer update"] = {**grads, "largest updated leaf": largest_leaf}
-    return phases
+    return {p: {k: v for k, v in terms.items() if v} for p, terms in phases.items()}
+
+
+def _layers(model):
+    return (getattr(model, "model", None) or getattr(model, "backbone", None) or model).layers
 
 
 # --- the check ---------------------------------------------------------------------------------
 
-def fit_report(cfg: ml_collections.ConfigDict, target: Target | str, name: str = "config") -> Report:
-    """Per-device memory of one training step of `cfg` on `target` (a Target or a TARGETS name)."""
+def libtpu_installed() -> bool:
+    return importlib.util.find_spec("libtpu") is not None
+
+
+def fit_report(cfg: ml_collections.ConfigDict, target: Target | str, name: str = "config", *,
+               compiled: bool = False) -> Report:
+    """Per-device memory of one training step of `cfg` on `target` (a Target or a TARGETS name);
+    `compiled`: also compile the step for the TPU slice (needs libtpu) and check that figure."""
     if isinstance(target, str):
         if target not in TARGETS:
             raise MemoryFitError(f"unknown target {target!r}; targets: {sorted(TARGETS)}")
@@ -374,13 +444,21 @@ def fit_report(cfg: ml_collections.ConfigDict, target: Target | str, name: str =
     grads = {f"gradients ({'adapters' if len(trained) < len(param_leaves) else pdt}"
              f"{', x2: running sum + micro-batch' if accum else ''})": trained_bytes * (2 if accum else 1)}
     largest = max(shard_bytes(x, mesh) for x in trained)
-    phases = transient_phases(cfg, model, teacher, mesh, rows, grads, largest)
-    return Report(name, target, dims, rows, cfg.data.max_length, persistent, phases)
+    phases = transient_phases(cfg, model, teacher, mesh, rows, grads, largest, target)
+    report = Report(name, target, dims, rows, cfg.data.max_length, persistent, phases)
+    if compiled:
+        from lantern_jax import aot  # noqa: PLC0415  (deferred: it starts libtpu, an optional dependency)
+        try:
+            report.compiled = aot.compile_report(cfg, target, name).total
+        except jax.errors.JaxRuntimeError as e:  # RESOURCE_EXHAUSTED names the bytes the step needs
+            report.compiled = aot.required_bytes(e)
+    return report
 
 
-def check_fits(cfg: ml_collections.ConfigDict, target: Target | str, name: str = "config") -> Report:
+def check_fits(cfg: ml_collections.ConfigDict, target: Target | str, name: str = "config", *,
+               compiled: bool = False) -> Report:
     """`fit_report`, raising MemoryFitError when the peak exceeds the planned memory."""
-    report = fit_report(cfg, target, name)
+    report = fit_report(cfg, target, name, compiled=compiled)
     if not report.fits:
         term, size = report.biggest()
         raise MemoryFitError(
@@ -398,6 +476,8 @@ def main(argv=None) -> int:
                     help="configs/x.py:variant[@slice] (the suffix picks the variant's layout for that slice); "
                          "--config.a.b=v overrides follow")
     ap.add_argument("--target", default=None, help=f"one of {', '.join(TARGETS)} (default: the @slice suffix)")
+    ap.add_argument("--estimate", action="store_true",
+                    help="TPU slices: check the estimate even where libtpu is installed (default: the compiled step)")
     args, rest = ap.parse_known_args(argv)
     bad = [r for r in rest if not r.startswith("--config.")]
     if bad:
@@ -411,7 +491,8 @@ def main(argv=None) -> int:
         return 2
     try:
         cfg = config_lib.load_config(args.config, rest)
-        report = fit_report(cfg, target, args.config)
+        tpu = target in TARGETS and bool(TARGETS[target].topology)
+        report = fit_report(cfg, target, args.config, compiled=tpu and libtpu_installed() and not args.estimate)
     except ValueError as e:  # ConfigError, MeshError, MemoryFitError, a config file's unknown variant
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -59,6 +59,7 @@ def test_a_small_config_compiles_for_v5e_2x2_within_its_hbm(tmp_path):
     assert 0 < f["jaxpr_matmul_executed_in_kernels"] < f["jaxpr_matmul_executed"]
     # 2 accumulation steps x 4 layers (+ loss chunks) run; cost_analysis saw each body once
     assert f["executed"] > 4 * f["cost_analysis"]
+    assert f["collective_matmul_loops"] == 0
     assert f["executed"] == pytest.approx(f["jaxpr_matmul_executed"], rel=0.1)
     # full remat: each layer's forward runs twice, 8N per token instead of the accounted 6N
     assert 1.0 < f["jaxpr_matmul_executed"] / f["accounted"] < 1.45

@@ -41,6 +41,7 @@ from lantern_jax.models import attention
 _F32 = jnp.float32
 _NEG = -1e30  # a finite log 0 for masked vocabulary columns and empty running maxima
 HEADS = ("auto", "chunked", "blocked")
+BLOCK = 8192  # vocabulary columns per block: [rows, chunk, 8192] fp32 logits feed the MXU well
 
 
 class Head(NamedTuple):
@@ -60,7 +61,7 @@ def blocked(head: str) -> bool:
 
 def lm_head_loss(hidden, unembedding, labels=None, mask=None, *, teacher=None, divergence="forward_kl",
                  params=None, temperature=1.0, estimator="renorm", label_smoothing=0.0, kd_weight=1.0,
-                 ce_weight=1.0, num_valid=None, chunk_size=512, block_size=8192):
+                 ce_weight=1.0, num_valid=None, chunk_size=512, block_size=BLOCK):
     """(kd_weight·KD + ce_weight·CE, {"kd": KD, "ce": CE}) from hidden [B, T, D] and unembedding [D, V].
 
     teacher: None (CE only), a `Head`, dense logits [B, T, ≥V] or a `losses.TopK`; without labels

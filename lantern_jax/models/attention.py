@@ -92,7 +92,8 @@ def attend(q: Array, k: Array, v: Array, mask: Mask, backend: str) -> Array:
 _LANES = 128  # splash tiles the sequence in multiples of 128
 
 
-def _block(length: int) -> int:
+def splash_block(length: int) -> int:
+    """The splash tile: the largest of 512, 256, 128 dividing the (128-padded) length."""
     return next(b for b in (512, 256, 128) if length % b == 0)
 
 
@@ -106,7 +107,7 @@ def _splash_kernel(length: int, heads: int, causal: bool, window: int | None, in
         one = sa.LocalMask(shape, window_size=(window, window), offset=0)
     else:
         one = sa.FullMask(shape)
-    b = _block(length)
+    b = splash_block(length)
     blocks = sa.BlockSizes(block_q=b, block_kv=b, block_kv_compute=b, block_q_dkv=b, block_kv_dkv=b,
                            block_kv_dkv_compute=b, use_fused_bwd_kernel=True)
     # built inside the trace that uses it: its mask tables become constants of that program
