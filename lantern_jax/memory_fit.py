@@ -10,35 +10,37 @@ Method. The model, its AdamW state and the online teacher are built with `nnx.ev
 `jax.sharding.AbstractMesh` of the target's shape: nothing is allocated, and every parameter gets
 the sharding the real run gives it (same `mesh.RULES`, same "replicate what the axis doesn't
 divide"). Their per-device bytes are exact: each array's shard shape (ceil-divided). Activations
-are not arrays of the model, so they come from the formula below over the same shapes.
-Compiling the real step and reading XLA's `memory_analysis()` was kept out of the check: it needs
-as many devices as the slice (on CPU, fake devices fixed before jax starts: a subprocess per
-slice, 5-20 s of compile each on 2 cores), and XLA:CPU's buffer assignment is not the TPU's or
-GPU's. It served to calibrate the formula instead (estimate / compiled temp bytes, same shapes):
-XLA:GPU (H200, 1 device; 0.5B+1.5B KD, 1.5B+7B KD, 7B SFT, ModernBERT-large) 0.99-1.13;
-XLA:CPU (8 fake devices, FSDP and tensor sharding) 0.81-1.02, XLA:CPU keeping more buffers alive
-and computing bf16 matmuls in fp32. Parameter and optimizer bytes matched both exactly.
+are not arrays of the model, so they come from the formula below over the same shapes, for the
+attention and LM head the step uses on the target (`step_backends`: splash on TPU, cuDNN on GPU,
+the vocabulary-blocked head on both). The formula is calibrated against the TPU compiler: for TPU
+slices, `lantern_jax.aot` compiles the real step on this CPU (libtpu, no TPU) and the compiler's
+own figure (arguments + temporaries + outputs - aliased, what its RESOURCE_EXHAUSTED check counts)
+is what the estimate is held to, within 10 % on every full-size config (docs/benchmarks.md, `make
+test-aot`). Where libtpu is installed the CLI checks TPU slices against the compiled step itself.
 
 Peak per device = persistent + the largest transient phase (b = rows per device per micro-batch,
-T = max_length, D hidden, L layers, V vocabulary, c = bytes of the compute dtype).
-  persistent: params, AdamW mu + nu (param_dtype), and an online teacher's params (stored in
-    teacher.dtype: `train.teacher_section`).
-  gradients (param_dtype; x2 with gradient accumulation: running sum + one micro-batch's) are live
-    in the backward phases only.
+T = max_length, D hidden, L layers, F MLP width, V vocabulary, c = bytes of the compute dtype).
+  persistent: params, AdamW mu + nu (param_dtype; LoRA: the adapters' only), and an online
+    teacher's params (stored in teacher.dtype: `train.teacher_section`).
+  gradients of what is trained (param_dtype; x2 with gradient accumulation: running sum + one
+    micro-batch's) are live in the backward phases.
   saved activations: the layer scan keeps each layer's input, (L + 2)·b·T·D·c (+ the embedding
     output and final hidden state); remat "dots_no_batch" also keeps every weight matmul's output,
     b·T·(q + k + v + o + MLP)·c per layer; "dots" adds one attention array; "none" is estimated as
     the layer working set below, per layer.
   layer backward: saved + gradients + one layer recomputed and differentiated: matmul outputs and
-    their gradients, 3 fp32 [b, heads, T, T] arrays (attention is not flash attention here:
-    probabilities, their gradient, the logits' gradient), the layer's weights all-gathered in the
-    compute dtype plus their gradient; under FSDP also the unembedding gradient buffer below, which
-    XLA may keep until its reduce-scatter.
-  loss: saved + the sequence-chunked loss (`losses.fused_*`, n outputs: CE, + KD): (2 + 3n) fp32
-    [b, chunk, V] arrays, the gradient buffers it fills in the forward pass (n·b·T·D·c and an
-    unsharded n·D·V fp32), the unembedding gathered in param_dtype, an online teacher's logits.
-  teacher forward: saved + the teacher's layer forward (matmul outputs, 3 attention arrays, gathered
-    weights), its unembedding gathered and its logits.
+    their gradients; attention: 3 fp32 [b, heads, T, T] arrays on the xla path, or the kernels'
+    fp32 RoPE'd queries and keys (and splash's per-key-block partial query gradients); the layer's
+    weights all-gathered plus their gradient; every layer's weight shards cast to the compute dtype
+    (XLA hoists the cast out of the scan). With the kernels the compiler also holds 4 more
+    [b, T, F] and 10 [b, T, D] arrays, and the unembedding's gradient and compute-dtype copies split
+    over fsdp only (gathered over tensor) plus two more embedding-gradient shards (measured).
+  loss, blocked head (`fused_loss`): saved + 6 fp32 [b, chunk, block] arrays, the hidden states'
+    fp32 gradient, the unembedding gathered in the compute dtype and its fp32 gradient; chunked
+    head (`losses.fused_*`, n outputs: CE, + KD): (2 + 3n) fp32 [b, chunk, V] arrays, n·b·T·D·c
+    and an unsharded n·D·V fp32 gradient buffers, the unembedding in param_dtype.
+  teacher forward: saved + the teacher's layer forward (matmul outputs, attention, gathered
+    weights) and its final hidden states (blocked head) or its logits (chunked head).
   embedding backward: gradients + the embedding table's gradient, a scatter-add into a whole
     fp32 table before its reduce-scatter.
   optimizer update: gradients + the largest leaf (XLA updates in place, leaf by leaf).
@@ -376,8 +378,14 @@ def transient_phases(cfg, model, teacher, mesh: AbstractMesh, rows: int, grads: 
             loss = {**saved, f"vocabulary blocks (6 x fp32 [b, chunk, block])": 6 * b * chunk * min(block, V) * 4,
                     "hidden-state gradient (fp32)": b * T * s["D"] * 4,
                     "unembedding gathered (compute dtype)": s["D"] * V * s["c"]}
-            if trained:
-                loss["unembedding gradient (fp32, unsharded)"] = s["D"] * V * 4
+            if trained:  # measured: the vocabulary is gathered over tensor, the model dimension stays split
+                fsdp = sizes["fsdp"]
+                loss["unembedding gradient (fp32, split over fsdp only)"] = s["D"] * s["V"] * 4 // fsdp
+                layer.update({
+                    "unembedding gradient (fp32, split over fsdp only, until reduce-scattered)":
+                        s["D"] * s["V"] * 4 // fsdp,
+                    "unembedding in the compute dtype (2 copies, split over fsdp only)": 2 * s["D"] * s["V"] * s["c"] // fsdp,
+                    "embedding gradient (2 more fp32 shards)": 2 * s["D"] * s["V"] * 4 // (fsdp * tp)})
         else:
             n = 2 if cfg.task == "explainer_kd" else 1  # outputs of the chunked loss: KD and CE, or CE
             chunk = min(cfg.loss.chunk_size if cfg.task == "explainer_kd" else 64, T)  # objectives' chunks
