@@ -14,9 +14,9 @@ are not arrays of the model, so they come from the formula below over the same s
 attention and LM head the step uses on the target (`step_backends`: splash on TPU, cuDNN on GPU,
 the vocabulary-blocked head on both). The formula is calibrated against the TPU compiler: for TPU
 slices, `lantern_jax.aot` compiles the real step on this CPU (libtpu, no TPU) and the compiler's
-own figure (arguments + temporaries + outputs - aliased, what its RESOURCE_EXHAUSTED check counts)
-is what the estimate is held to, within 10 % on every full-size config (docs/benchmarks.md, `make
-test-aot`). Where libtpu is installed the CLI checks TPU slices against the compiled step itself.
+own figure (the peak of live bytes, `peak_memory_in_bytes`: what its RESOURCE_EXHAUSTED check
+counts) is what the estimate is held to, within 10 % on every full-size config (docs/benchmarks.md,
+`make test-aot`). Where libtpu is installed the CLI checks TPU slices against the compiled step.
 
 Peak per device = persistent + the largest transient phase (b = rows per device per micro-batch,
 T = max_length, D hidden, L layers, F MLP width, V vocabulary, c = bytes of the compute dtype).
@@ -29,12 +29,10 @@ T = max_length, D hidden, L layers, F MLP width, V vocabulary, c = bytes of the 
     b·T·(q + k + v + o + MLP)·c per layer; "dots" adds one attention array; "none" is estimated as
     the layer working set below, per layer.
   layer backward: saved + gradients + one layer recomputed and differentiated: matmul outputs and
-    their gradients; attention: 3 fp32 [b, heads, T, T] arrays on the xla path, or the kernels'
-    fp32 RoPE'd queries and keys (and splash's per-key-block partial query gradients); the layer's
-    weights all-gathered plus their gradient; every layer's weight shards cast to the compute dtype
-    (XLA hoists the cast out of the scan). With the kernels the compiler also holds 4 more
-    [b, T, F] and 10 [b, T, D] arrays, and the unembedding's gradient and compute-dtype copies split
-    over fsdp only (gathered over tensor) plus two more embedding-gradient shards (measured).
+    their gradients (with "dots" remat the outputs are saved: their gradients only); attention: 3
+    fp32 [b, heads, T, T] arrays on the xla path, or the kernels' fp32 RoPE'd queries and keys and
+    their output; the layer's weights all-gathered plus their gradient (LoRA: no gradient); every
+    layer's weight shards cast to the compute dtype (XLA hoists the cast out of the scan).
   loss, blocked head (`fused_loss`): saved + 6 fp32 [b, chunk, block] arrays, the hidden states'
     fp32 gradient, the unembedding gathered in the compute dtype and its fp32 gradient; chunked
     head (`losses.fused_*`, n outputs: CE, + KD): (2 + 3n) fp32 [b, chunk, V] arrays, n·b·T·D·c
@@ -136,7 +134,7 @@ class Report:
     length: int
     persistent: dict[str, int]  # term -> bytes per device, live for the whole step
     phases: dict[str, dict[str, int]]  # transient phase -> its terms (bytes per device)
-    compiled: int | None = None  # the TPU compiler's figure, where libtpu is installed (`lantern_jax.aot`)
+    compiled: int | None = None  # the compiled step's peak, where libtpu is installed (`lantern_jax.aot`)
 
     @property
     def peak_phase(self) -> str:
@@ -182,8 +180,7 @@ class Report:
                 row("    " + k, v)
         if self.compiled is not None:
             lines.append(f"  {'estimate':<62}{self.estimate / GiB:>8.2f}  ({self.estimate / self.compiled:.2f} x compiled)")
-            lines.append(f"  {'compiled for the slice (arguments + temporaries + outputs - aliased)':<62}"
-                         f"{self.compiled / GiB:>8.2f}")
+            lines.append(f"  {'compiled for the slice (peak_memory_in_bytes)':<62}{self.compiled / GiB:>8.2f}")
         lines.append(f"  {'peak':<62}{self.needed / GiB:>8.2f}  of {self.available / GiB:.2f} planned "
                      f"({HEADROOM:.0%} of {t.bytes_per_device / GiB:.1f}): "
                      f"{'fits' if self.fits else 'DOES NOT FIT'}")
@@ -330,17 +327,11 @@ def step_backends(cfg, target: Target) -> tuple[str, str]:
 
 def _attention_terms(s: dict, b: int, T: int, tp: int, backend: str) -> dict[str, int]:
     """One layer's attention memory beyond its projections: the xla path's fp32 [T, T] arrays, or
-    a kernel's fp32 queries/keys (RoPE runs in fp32) and, for splash's fused backward, one partial
-    query gradient per key block."""
+    a kernel's fp32 queries and keys (RoPE runs in fp32) with its output."""
     N, K, H = _split(s["N"], tp), _split(s["K"], tp), s["H"]
     if backend == "xla":
         return {"attention (3 x fp32 [b, heads, T, T])": 3 * b * N * T * T * 4}
-    terms = {"attention kernel inputs and outputs (fp32 RoPE, [b, T, heads, H])": b * T * H * (5 * N + 2 * K) * 4}
-    if backend == "splash":
-        pad = -(-T // 128) * 128
-        terms["splash backward: partial query gradients per key block"] = (
-            b * (pad // attention_lib.splash_block(pad)) * N * pad * H * s["c"])
-    return terms
+    return {"attention kernel inputs and outputs (fp32 RoPE, [b, T, heads, H])": b * T * H * (3 * N + 2 * K) * 4}
 
 
 def transient_phases(cfg, model, teacher, mesh: AbstractMesh, rows: int, grads: dict[str, int],
@@ -358,18 +349,18 @@ def transient_phases(cfg, model, teacher, mesh: AbstractMesh, rows: int, grads: 
                  "none": 2 * matmuls + 3 * score_arrays}[s["remat"]]
     saved = {f"saved activations (remat {s['remat']!r})": (s["L"] + 2) * residual + s["L"] * per_layer}
     pbytes = jnp.dtype(cfg.model.param_dtype).itemsize
+    trained = lora.trainable(model) is nnx.Param  # LoRA: no gradient for the frozen weights
+    recomputed = s["remat"] in ("full", "none")  # else the matmul outputs are among the saved
     layer = {**saved, **grads,
-             "matmul outputs + their gradients": 2 * matmuls,
+             ("matmul outputs + their gradients" if recomputed else "matmul output gradients"):
+                 (2 if recomputed else 1) * matmuls,
              **_attention_terms(s, b, T, tp, attention),
-             "gathered layer weights + their gradient": 2 * _layer_weights(model, s, tp)}
-    if attention != "xla":  # measured with the kernels (docs/benchmarks.md): more than the projections' outputs
-        layer["MLP intermediates (4 more x [b, T, F])"] = 4 * b * T * F * s["c"]
-        layer["hidden-size arrays and their gradients (10 x [b, T, D])"] = 10 * residual
+             ("gathered layer weights + their gradient" if trained else "gathered layer weights"):
+                 (2 if trained else 1) * _layer_weights(model, s, tp)}
     if pbytes != s["c"]:  # XLA casts every layer's shards to the compute dtype once, outside the scan
         layer["all layers' weight shards in the compute dtype"] = (
             sum(shard_bytes(x, mesh) for x in jax.tree.leaves(nnx.state(_layers(model), nnx.Param))) * s["c"] // pbytes)
     phases = {"layer backward": layer}
-    trained = lora.trainable(model) is nnx.Param  # LoRA: no embedding or unembedding gradients
     if cfg.model.kind == "lm":
         V = _split(s["V"], tp)
         if head == "blocked":
@@ -378,14 +369,8 @@ def transient_phases(cfg, model, teacher, mesh: AbstractMesh, rows: int, grads: 
             loss = {**saved, f"vocabulary blocks (6 x fp32 [b, chunk, block])": 6 * b * chunk * min(block, V) * 4,
                     "hidden-state gradient (fp32)": b * T * s["D"] * 4,
                     "unembedding gathered (compute dtype)": s["D"] * V * s["c"]}
-            if trained:  # measured: the vocabulary is gathered over tensor, the model dimension stays split
-                fsdp = sizes["fsdp"]
-                loss["unembedding gradient (fp32, split over fsdp only)"] = s["D"] * s["V"] * 4 // fsdp
-                layer.update({
-                    "unembedding gradient (fp32, split over fsdp only, until reduce-scattered)":
-                        s["D"] * s["V"] * 4 // fsdp,
-                    "unembedding in the compute dtype (2 copies, split over fsdp only)": 2 * s["D"] * s["V"] * s["c"] // fsdp,
-                    "embedding gradient (2 more fp32 shards)": 2 * s["D"] * s["V"] * 4 // (fsdp * tp)})
+            if trained:  # XLA gathers it over tensor and keeps the model dimension split over fsdp
+                loss["unembedding gradient (fp32, split over fsdp)"] = s["D"] * s["V"] * 4 // sizes["fsdp"]
         else:
             n = 2 if cfg.task == "explainer_kd" else 1  # outputs of the chunked loss: KD and CE, or CE
             chunk = min(cfg.loss.chunk_size if cfg.task == "explainer_kd" else 64, T)  # objectives' chunks
@@ -457,7 +442,7 @@ def fit_report(cfg: ml_collections.ConfigDict, target: Target | str, name: str =
     if compiled:
         from lantern_jax import aot  # noqa: PLC0415  (deferred: it starts libtpu, an optional dependency)
         try:
-            report.compiled = aot.compile_report(cfg, target, name).total
+            report.compiled = aot.compile_report(cfg, target, name).needed
         except jax.errors.JaxRuntimeError as e:  # RESOURCE_EXHAUSTED names the bytes the step needs
             report.compiled = aot.required_bytes(e)
     return report

@@ -44,8 +44,9 @@ def test_a_small_config_compiles_for_v5e_2x2_within_its_hbm(tmp_path):
     assert "compiled for v5e-4 (v5e:2x2: 4 x TPU v5 lite; mesh data=2 fsdp=2 tensor=1" in proc.stdout
     fig = json.loads(out.read_text())
     mem = fig["memory_bytes"]
-    assert 0 < mem["total"] <= fig["usable_hbm_bytes"] == 15.75 * 2**30
+    assert 0 < mem["peak"] <= fig["usable_hbm_bytes"] == 15.75 * 2**30
     assert mem["total"] == mem["argument"] + mem["temp"] + mem["output"] - mem["alias"]
+    assert fig["memory_fit_ratio"] == fig["memory_fit_bytes"] / mem["peak"]
     # model + optimizer are donated and come back in place: only the metrics are returned anew
     assert mem["output"] - mem["alias"] < 4096
     # the arguments are parameters and AdamW moments (fp32, sharded over fsdp=2), as memory_fit counts
