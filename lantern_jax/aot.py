@@ -125,7 +125,8 @@ class AotReport:
 
     def figures(self) -> dict:
         return {"config": self.name, "target": self.target.name, "topology": self.target.topology,
-                "mesh": self.mesh, "compile_s": round(self.compile_s, 1), "param_count": self.param_count, "trained_count": self.trained_count,
+                "mesh": self.mesh, "compile_s": round(self.compile_s, 1), "param_count": self.param_count,
+                "trained_count": self.trained_count,
                 "attention": self.attention, "mosaic_kernels": self.mosaic_kernels,
                 "memory_bytes": {**self.memory, "total": self.total}, "usable_hbm_bytes": self.usable_hbm,
                 "memory_fit_bytes": self.estimate.estimate, "memory_fit_ratio": self.estimate.estimate / self.needed,
@@ -191,7 +192,7 @@ class AotReport:
                          f"{self.collective_matmul_loops} collective-matmul loops: one shard's product counted)")
         else:
             tf("cost_analysis x trip counts + kernels", self.executed_flops)
-        tf("trainer accounting (6N student + 2N teacher + attention)", self.accounted_flops / n)
+        tf("trainer accounting (6N student, LoRA 4N frozen + 6N adapters; 2N teacher)", self.accounted_flops / n)
         lines.append(f"  {'jaxpr executed / accounted':<68}{mm.executed / self.accounted_flops:>10.2f}")
         return "\n".join(lines)
 

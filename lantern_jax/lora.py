@@ -110,7 +110,8 @@ def merged(model):
         if isinstance(module, L.Dense) and hasattr(module, "kernel_lora_a"):
             a, b = module.kernel_lora_a[...], module.kernel_lora_b[...]
             w = module.kernel[...]
-            module.kernel[...] = (w.astype(jnp.float32) + scale * jnp.einsum("...ir,...ro->...io", a, b)).astype(w.dtype)
+            delta = scale * jnp.einsum("...ir,...ro->...io", a, b)
+            module.kernel[...] = (w.astype(jnp.float32) + delta).astype(w.dtype)
             del module.kernel_lora_a, module.kernel_lora_b
     plain = root.__class__._unquantized_type  # noqa: SLF001  (qwix's record of the class it wrapped)
     root.__class__ = plain

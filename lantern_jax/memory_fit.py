@@ -179,7 +179,8 @@ class Report:
             for k, v in terms.items():
                 row("    " + k, v)
         if self.compiled is not None:
-            lines.append(f"  {'estimate':<62}{self.estimate / GiB:>8.2f}  ({self.estimate / self.compiled:.2f} x compiled)")
+            lines.append(f"  {'estimate':<62}{self.estimate / GiB:>8.2f}  "
+                         f"({self.estimate / self.compiled:.2f} x compiled)")
             lines.append(f"  {'compiled for the slice (peak_memory_in_bytes)':<62}{self.compiled / GiB:>8.2f}")
         lines.append(f"  {'peak':<62}{self.needed / GiB:>8.2f}  of {self.available / GiB:.2f} planned "
                      f"({HEADROOM:.0%} of {t.bytes_per_device / GiB:.1f}): "

@@ -6,9 +6,9 @@
 Mesh from the config; models built sharded (random init inside jit, or HF / GGUF weights placed
 straight into their shards); AdamW with warmup + cosine, clipping, gradient accumulation; one jitted
 step with model, optimizer and online teacher donated (the teacher runs inside the same step
-under stop_gradient and comes back unchanged, in place). Rerunning with the same --workdir resumes from the last checkpoint,
-data position included; SIGTERM saves and exits. Metrics go to TensorBoard, metrics.jsonl and a
-progress bar with tokens/s and KD-aware MFU.
+under stop_gradient and comes back unchanged, in place). Rerunning with the same --workdir
+resumes from the last checkpoint, data position included; SIGTERM saves and exits. Metrics go to
+TensorBoard, metrics.jsonl and a progress bar with tokens/s and KD-aware MFU.
 """
 from __future__ import annotations
 
