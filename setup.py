@@ -14,6 +14,7 @@ JAX_STACK = [
     "ml-collections>=1.1.0,<1.2",
     "etils[epath]>=1.7",  # workdir paths that may be gs:// URLs (Orbax's own path layer)
     "scipy>=1.11,<2",  # the probe's softmax regression (L-BFGS)
+    "qwix>=0.1.8,<0.2",  # LoRA (lantern_jax.lora); needs nothing beyond jax, flax, numpy, absl
 ]
 HF_IO = [
     "transformers>=5.24,<6",  # AutoConfig / tokenizers only: transformers 5 has no Flax models

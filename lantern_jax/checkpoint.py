@@ -47,7 +47,8 @@ class Checkpointer:
 
     @staticmethod
     def state(model: nnx.Module, optimizer: nnx.Optimizer) -> nnx.State:
-        return nnx.state((model, optimizer))
+        """What the optimizer trains (LoRA: the adapters, not the frozen base) and its state."""
+        return nnx.state((model, optimizer), nnx.Any(optimizer.wrt, nnx.OptState))
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()

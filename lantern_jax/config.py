@@ -163,6 +163,10 @@ def train_config(task: str) -> ml_collections.ConfigDict:
     c.model.param_dtype = "float32"
     c.model.scan_layers = False
     c.model.remat = "none"
+    c.model.attention = "auto"  # auto | xla | cudnn | splash (lantern_jax.models.attention)
+    # LoRA adapters (lantern_jax.lora): rank 0 trains every parameter
+    c.model.lora = ml_collections.ConfigDict({"rank": 0, "alpha": 16.0,
+                                              "targets": ("q", "k", "v", "o", "gate", "up", "down")})
     c.model.pooling = ""  # classifier: "" = the family's default (cls / last_token)
 
     c.teacher = ml_collections.ConfigDict()
@@ -179,6 +183,8 @@ def train_config(task: str) -> ml_collections.ConfigDict:
     c.data.topk = 20  # offline KD: teacher top-k kept per token
 
     c.loss = ml_collections.ConfigDict()
+    if task != "classifier_kd":  # LM head + loss: auto | chunked | blocked (lantern_jax.distill.fused_loss)
+        c.loss.lm_head = "auto"
     if task == "explainer_kd":
         c.loss.divergence = "forward_kl"
         c.loss.beta = 0.5  # jsd

@@ -10,35 +10,36 @@ Method. The model, its AdamW state and the online teacher are built with `nnx.ev
 `jax.sharding.AbstractMesh` of the target's shape: nothing is allocated, and every parameter gets
 the sharding the real run gives it (same `mesh.RULES`, same "replicate what the axis doesn't
 divide"). Their per-device bytes are exact: each array's shard shape (ceil-divided). Activations
-are not arrays of the model, so they come from the formula below over the same shapes.
-Compiling the real step and reading XLA's `memory_analysis()` was kept out of the check: it needs
-as many devices as the slice (on CPU, fake devices fixed before jax starts: a subprocess and a
-full compile per slice), and XLA:CPU's buffer assignment is not the TPU's or GPU's. It served to
-calibrate the formula instead, comparing the estimate with compiled temp bytes at the same shapes
-on XLA:GPU and on XLA:CPU with FSDP and tensor sharding (XLA:CPU keeps more buffers alive and
-computes bf16 matmuls in fp32); parameter and optimizer bytes match exactly. The ratios are in
-docs/benchmarks.md (memory).
+are not arrays of the model, so they come from the formula below over the same shapes, for the
+attention and LM head the step uses on the target (`step_backends`: splash on TPU, cuDNN on GPU,
+the vocabulary-blocked head on both). The formula is calibrated against the TPU compiler: for TPU
+slices, `lantern_jax.aot` compiles the real step on this CPU (libtpu, no TPU) and the compiler's
+own figure (the peak of live bytes, `peak_memory_in_bytes`: what its RESOURCE_EXHAUSTED check
+counts) is what the estimate is held to, within 10 % on every full-size config (docs/benchmarks.md,
+`make test-aot`). Where libtpu is installed, `python -m lantern_jax.aot` checks a TPU slice against
+the compiled step itself.
 
 Peak per device = persistent + the largest transient phase (b = rows per device per micro-batch,
-T = max_length, D hidden, L layers, V vocabulary, c = bytes of the compute dtype).
-  persistent: params, AdamW mu + nu (param_dtype), and an online teacher's params (stored in
-    teacher.dtype: `ExplainerKD.teacher_section`).
-  gradients (param_dtype; x2 with gradient accumulation: running sum + one micro-batch's) are live
-    in the backward phases only.
+T = max_length, D hidden, L layers, F MLP width, V vocabulary, c = bytes of the compute dtype).
+  persistent: params, AdamW mu + nu (param_dtype; LoRA: the adapters' only), and an online
+    teacher's params (stored in teacher.dtype: `ExplainerKD.teacher_section`).
+  gradients of what is trained (param_dtype; x2 with gradient accumulation: running sum + one
+    micro-batch's) are live in the backward phases.
   saved activations: the layer scan keeps each layer's input, (L + 2)·b·T·D·c (+ the embedding
     output and final hidden state); remat "dots_no_batch" also keeps every weight matmul's output,
     b·T·(q + k + v + o + MLP)·c per layer; "dots" adds one attention array; "none" is estimated as
     the layer working set below, per layer.
   layer backward: saved + gradients + one layer recomputed and differentiated: matmul outputs and
-    their gradients, 3 fp32 [b, heads, T, T] arrays (attention is not flash attention here:
-    probabilities, their gradient, the logits' gradient), the layer's weights all-gathered in the
-    compute dtype plus their gradient; under FSDP also the unembedding gradient buffer below, which
-    XLA may keep until its reduce-scatter.
-  loss: saved + the sequence-chunked loss (`losses.fused_*`, n outputs: CE, + KD): (2 + 3n) fp32
-    [b, chunk, V] arrays, the gradient buffers it fills in the forward pass (n·b·T·D·c and an
-    unsharded n·D·V fp32), the unembedding gathered in param_dtype, an online teacher's logits.
-  teacher forward: saved + the teacher's layer forward (matmul outputs, 3 attention arrays, gathered
-    weights), its unembedding gathered and its logits.
+    their gradients (with "dots" remat the outputs are saved: their gradients only); attention: 3
+    fp32 [b, heads, T, T] arrays on the xla path, or the kernels' fp32 RoPE'd queries and keys and
+    their output; the layer's weights all-gathered plus their gradient (LoRA: no gradient); every
+    layer's weight shards cast to the compute dtype (XLA hoists the cast out of the scan).
+  loss, blocked head (`fused_loss`): saved + 6 fp32 [b, chunk, block] arrays, the hidden states'
+    fp32 gradient, the unembedding gathered in the compute dtype and its fp32 gradient; chunked
+    head (`losses.fused_*`, n outputs: CE, + KD): (2 + 3n) fp32 [b, chunk, V] arrays, n·b·T·D·c
+    and an unsharded n·D·V fp32 gradient buffers, the unembedding in param_dtype.
+  teacher forward: saved + the teacher's layer forward (matmul outputs, attention, gathered
+    weights) and its final hidden states (blocked head) or its logits (chunked head).
   embedding backward: gradients + the embedding table's gradient, a scatter-add into a whole
     fp32 table before its reduce-scatter.
   optimizer update: gradients + the largest leaf (XLA updates in place, leaf by leaf).
@@ -63,11 +64,11 @@ from jax.sharding import AbstractMesh, AxisType
 
 from lantern_jax import config as config_lib
 from lantern_jax import mesh as mesh_lib
-from lantern_jax import train_step
-from lantern_jax.distill import objectives
+from lantern_jax import lora, train_step
+from lantern_jax.distill import fused_loss, objectives
 from lantern_jax.models import sources
-from lantern_jax.models.kinds import build_model
 from lantern_jax.models.decoder import DecoderConfig
+from lantern_jax.models.kinds import build_model
 
 GiB = 1024 ** 3
 HEADROOM = 0.9  # fraction of a chip's memory a step may plan to use
@@ -79,13 +80,16 @@ class Target:
     devices: int
     bytes_per_device: int
     note: str = ""
+    topology: str = ""  # TPU slices: the topology libtpu compiles for (lantern_jax.aot)
 
 
-# v5e-16: 16 chips; v5p-N counts TensorCores (2 per chip), so v5p-32 is 16 chips; H100 SXM 80GB
+# v5e-N: N chips; v5p-N counts TensorCores (2 per chip), so v5p-32 is 16 chips; H100 SXM 80GB
 # exposes 81,559 MiB.
 TARGETS = {t.name: t for t in (
-    Target("v5e-16", 16, 16 * GiB, "TPU v5e, 4x4, 16 GiB HBM2 per chip"),
-    Target("v5p-32", 16, 95 * GiB, "TPU v5p, 2x2x4 chips (32 TensorCores), 95 GiB HBM2e per chip"),
+    Target("v5e-4", 4, 16 * GiB, "TPU v5e, 2x2, 16 GiB HBM2 per chip", "v5e:2x2"),
+    Target("v5e-8", 8, 16 * GiB, "TPU v5e, 2x4, 16 GiB HBM2 per chip", "v5e:2x4"),
+    Target("v5e-16", 16, 16 * GiB, "TPU v5e, 4x4, 16 GiB HBM2 per chip", "v5e:4x4"),
+    Target("v5p-32", 16, 95 * GiB, "TPU v5p, 2x2x4 chips (32 TensorCores), 95 GiB HBM2e per chip", "v5p:2x2x4"),
     Target("8xH100", 8, 81_559 * 1024 ** 2, "one node of 8 H100 SXM 80GB (set XLA_PYTHON_CLIENT_MEM_FRACTION=.95)"),
 )}
 
@@ -193,7 +197,10 @@ def architecture(source: str) -> dict:
 
 
 def model_config(mcfg: ml_collections.ConfigDict, kind: str):
-    """(model kind, our config) of a config's model section, as `sources.build` would construct it."""
+    """(model kind, our config) of a config's model section, as `sources.build` would construct it
+    (random init: shapes only)."""
+    if mcfg.source == "init":
+        return sources.init_config(mcfg, kind)
     return sources.section_config(mcfg, kind, architecture(mcfg.source))
 
 
@@ -225,18 +232,20 @@ def tree_bytes(tree, mesh: AbstractMesh) -> int:
     return sum(shard_bytes(x, mesh) for x in jax.tree.leaves(tree))
 
 
-def abstract_models(cfg: ml_collections.ConfigDict, mesh: AbstractMesh):
-    """(model, optimizer, teacher or None), abstract and sharded as the real run builds them."""
+def abstract_models(cfg: ml_collections.ConfigDict, mesh: AbstractMesh | jax.sharding.Mesh):
+    """(model, optimizer, teacher or None), abstract and sharded as the real run builds them; on a
+    concrete mesh (e.g. of abstract TPU devices) their shardings can be compiled for."""
     kind, mcfg = model_config(cfg.model, cfg.model.kind)
     tsec = objectives.for_config(cfg).teacher_section()
     tkind, tcfg = model_config(tsec, "lm") if tsec is not None else (None, None)
 
     def build():
-        model = build_model(kind, mcfg, seed=cfg.seed)
+        model = lora.apply(build_model(kind, mcfg, seed=cfg.seed), cfg.model.lora, seed=cfg.seed)
         teacher = build_model(tkind, tcfg, seed=cfg.seed) if tcfg is not None else None
         return model, train_step.optimizer_for(model, cfg.optim, cfg.train.steps), teacher
 
-    with jax.sharding.use_abstract_mesh(mesh):
+    concrete = isinstance(mesh, jax.sharding.Mesh)
+    with jax.set_mesh(mesh) if concrete else jax.sharding.use_abstract_mesh(mesh):
         return nnx.eval_shape(build)
 
 
@@ -271,48 +280,92 @@ def _layer_weights(model, s: dict, tp: int) -> int:
     return sum(x.size for x in jax.tree.leaves(nnx.state(blocks, nnx.Param))) // blocks.num // tp * s["c"]
 
 
+def step_backends(cfg, target: Target) -> tuple[str, str]:
+    """(attention backend, LM head) the step compiles to on the target: `auto` is the platform's
+    kernel (models/attention.py, distill/fused_loss.py)."""
+    platform = "tpu" if target.topology else "gpu"
+    attention = cfg.model.attention
+    if attention == "auto":
+        attention = "splash" if platform == "tpu" else "cudnn" if jnp.dtype(cfg.model.dtype).itemsize == 2 else "xla"
+    head = cfg.loss.get("lm_head", "chunked")
+    return attention, ("blocked" if head == "auto" else head)
+
+
+def _attention_terms(s: dict, b: int, T: int, tp: int, backend: str) -> dict[str, int]:
+    """One layer's attention memory beyond its projections: the xla path's fp32 [T, T] arrays, or
+    a kernel's fp32 queries and keys (RoPE runs in fp32) with its output."""
+    N, K, H = _split(s["N"], tp), _split(s["K"], tp), s["H"]
+    if backend == "xla":
+        return {"attention (3 x fp32 [b, heads, T, T])": 3 * b * N * T * T * 4}
+    return {"attention kernel inputs and outputs (fp32 RoPE, [b, T, heads, H])": b * T * H * (3 * N + 2 * K) * 4}
+
+
 def transient_phases(cfg, model, teacher, mesh: AbstractMesh, rows: int, grads: dict[str, int],
-                     largest_leaf: int) -> dict[str, dict[str, int]]:
+                     largest_leaf: int, target: Target | None = None) -> dict[str, dict[str, int]]:
     """{phase: {term: bytes per device}}; see the module docstring."""
     sizes = dict(zip(mesh.axis_names, mesh.axis_sizes))
     tp, T, b = sizes["tensor"], cfg.data.max_length, rows
+    attention, head = step_backends(cfg, target) if target is not None else ("xla", "chunked")
     s = _shape(model)
     matmuls, scores = _layer_terms(s, b, T, tp)
     residual = b * T * s["D"] * s["c"]
-    per_layer = {"full": 0, "dots_no_batch": matmuls, "dots": matmuls + scores,
-                 "none": 2 * matmuls + 3 * scores}[s["remat"]]
+    score_arrays = scores if attention == "xla" else 0
+    per_layer = {"full": 0, "dots_no_batch": matmuls, "dots": matmuls + score_arrays,
+                 "none": 2 * matmuls + 3 * score_arrays}[s["remat"]]
     saved = {f"saved activations (remat {s['remat']!r})": (s["L"] + 2) * residual + s["L"] * per_layer}
-    phases = {"layer backward": {
-        **saved, **grads,
-        "matmul outputs + their gradients": 2 * matmuls,
-        "attention (3 x fp32 [b, heads, T, T])": 3 * scores,
-        "gathered layer weights + their gradient": 2 * _layer_weights(model, s, tp)}}
+    pbytes = jnp.dtype(cfg.model.param_dtype).itemsize
+    trained = lora.trainable(model) is nnx.Param  # LoRA: no gradient for the frozen weights
+    recomputed = s["remat"] in ("full", "none")  # else the matmul outputs are among the saved
+    layer = {**saved, **grads,
+             ("matmul outputs + their gradients" if recomputed else "matmul output gradients"):
+                 (2 if recomputed else 1) * matmuls,
+             **_attention_terms(s, b, T, tp, attention),
+             ("gathered layer weights + their gradient" if trained else "gathered layer weights"):
+                 (2 if trained else 1) * _layer_weights(model, s, tp)}
+    if pbytes != s["c"]:  # XLA casts every layer's shards to the compute dtype once, outside the scan
+        layer["all layers' weight shards in the compute dtype"] = (
+            sum(shard_bytes(x, mesh) for x in jax.tree.leaves(nnx.state(_layers(model), nnx.Param))) * s["c"] // pbytes)
+    phases = {"layer backward": layer}
     if cfg.model.kind == "lm":
-        n = 2 if cfg.task == "explainer_kd" else 1  # outputs of the chunked loss: KD and CE, or CE
-        chunk = min(cfg.loss.chunk_size if cfg.task == "explainer_kd" else 64, T)  # objectives' chunks
-        V, pbytes = _split(s["V"], tp), jnp.dtype(cfg.model.param_dtype).itemsize
-        unembedding_grads = n * s["D"] * V * 4
-        loss = {**saved,
-                f"logit chunks ({2 + 3 * n} x fp32 [b, chunk, V])": (2 + 3 * n) * b * chunk * V * 4,
-                "hidden-state gradient buffers": n * residual,
-                "unembedding gradient buffers (fp32, unsharded)": unembedding_grads,
-                "unembedding gathered (param dtype)": s["D"] * V * pbytes}
-        if sizes["fsdp"] > 1:  # sharded, the gradient is a copy that can live on into the backward
-            phases["layer backward"]["unembedding gradient buffers (until reduce-scattered)"] = unembedding_grads
+        V = _split(s["V"], tp)
+        if head == "blocked":
+            block = fused_loss.BLOCK
+            chunk = min(cfg.loss.get("chunk_size", 512), T)
+            loss = {**saved, "vocabulary blocks (6 x fp32 [b, chunk, block])": 6 * b * chunk * min(block, V) * 4,
+                    "hidden-state gradient (fp32)": b * T * s["D"] * 4,
+                    "unembedding gathered (compute dtype)": s["D"] * V * s["c"]}
+            if trained:  # XLA gathers it over tensor and keeps the model dimension split over fsdp
+                loss["unembedding gradient (fp32, split over fsdp)"] = s["D"] * s["V"] * 4 // sizes["fsdp"]
+        else:
+            n = 2 if cfg.task == "explainer_kd" else 1  # outputs of the chunked loss: KD and CE, or CE
+            chunk = min(cfg.loss.chunk_size if cfg.task == "explainer_kd" else 64, T)  # objectives' chunks
+            loss = {**saved,
+                    f"logit chunks ({2 + 3 * n} x fp32 [b, chunk, V])": (2 + 3 * n) * b * chunk * V * 4,
+                    "hidden-state gradient buffers": n * residual,
+                    "unembedding gradient buffers (fp32, unsharded)": n * s["D"] * V * 4 if trained else 0,
+                    "unembedding gathered (param dtype)": s["D"] * V * pbytes}
+            if sizes["fsdp"] > 1 and trained:  # sharded, the gradient is a copy that can live on into the backward
+                layer["unembedding gradient buffers (until reduce-scattered)"] = n * s["D"] * V * 4
         if teacher is not None:
             t = _shape(teacher)
-            t_logits = b * T * _split(t["V"], tp) * t["c"]
-            loss["online teacher logits"] = t_logits
             t_matmuls, t_scores = _layer_terms(t, b, T, tp)
+            t_out = (("hidden states", b * T * t["D"] * t["c"]) if head == "blocked" else
+                     ("logits", b * T * _split(t["V"], tp) * t["c"]))
+            loss["online teacher " + t_out[0]] = t_out[1]
             phases["teacher forward"] = {
-                **saved, "matmul outputs": t_matmuls, "attention (3 x fp32 [b, heads, T, T])": 3 * t_scores,
+                **saved, "matmul outputs": t_matmuls, **_attention_terms(t, b, T, tp, attention),
                 "gathered layer weights": _layer_weights(teacher, t, tp),
-                "unembedding gathered": t["D"] * _split(t["V"], tp) * t["c"], "logits": t_logits}
+                "unembedding gathered": t["D"] * _split(t["V"], tp) * t["c"] if head != "blocked" else 0,
+                t_out[0]: t_out[1]}
         phases["loss"] = loss
-    # the embedding lookup's gradient is a scatter-add into a zero table, whole before its reduce-scatter
-    phases["embedding backward"] = {**grads, "embedding table gradient (fp32)": _split(s["V"], tp) * s["D"] * 4}
+    if trained:  # the embedding lookup's gradient is a scatter-add into a zero table, whole before its reduce-scatter
+        phases["embedding backward"] = {**grads, "embedding table gradient (fp32)": _split(s["V"], tp) * s["D"] * 4}
     phases["optimizer update"] = {**grads, "largest updated leaf": largest_leaf}
-    return phases
+    return {p: {k: v for k, v in terms.items() if v} for p, terms in phases.items()}
+
+
+def _layers(model):
+    return (getattr(model, "model", None) or getattr(model, "backbone", None) or model).layers
 
 
 # --- the check ---------------------------------------------------------------------------------
@@ -338,9 +391,12 @@ def fit_report(cfg: ml_collections.ConfigDict, target: Target | str, name: str =
         persistent[f"online teacher params ({pdt}, as train.py stores it)"] = tree_bytes(
             nnx.state(teacher, nnx.Param), mesh)
     accum = cfg.optim.grad_accum > 1
-    grads = {f"gradients ({pdt}{', x2: running sum + micro-batch' if accum else ''})": params * (2 if accum else 1)}
-    largest = max(shard_bytes(x, mesh) for x in param_leaves)
-    phases = transient_phases(cfg, model, teacher, mesh, rows, grads, largest)
+    trained = jax.tree.leaves(nnx.state(model, lora.trainable(model)))  # LoRA: the adapters
+    trained_bytes = sum(shard_bytes(x, mesh) for x in trained)
+    grads = {f"gradients ({'adapters' if len(trained) < len(param_leaves) else pdt}"
+             f"{', x2: running sum + micro-batch' if accum else ''})": trained_bytes * (2 if accum else 1)}
+    largest = max(shard_bytes(x, mesh) for x in trained)
+    phases = transient_phases(cfg, model, teacher, mesh, rows, grads, largest, target)
     return Report(name, target, dims, rows, cfg.data.max_length, persistent, phases)
 
 

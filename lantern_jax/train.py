@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from lantern_jax import cli, probe, stages, storage
 from lantern_jax import config as config_lib
+from lantern_jax import lora
 from lantern_jax import mesh as mesh_lib
 from lantern_jax import train_step as train_step_lib
 from lantern_jax.checkpoint import Checkpointer
@@ -38,6 +39,7 @@ from lantern_jax.data import input_pipeline as pipe
 from lantern_jax.data.schema import DataError
 from lantern_jax.distill import objectives
 from lantern_jax.guard import FiniteGuard
+from lantern_jax.models import attention as attention_lib
 from lantern_jax.models import hf, sources
 from lantern_jax.train_log import MetricsLog
 
@@ -51,6 +53,8 @@ def validate(cfg: ml_collections.ConfigDict, devices=None, objective: objectives
     """Checks the config against itself, the devices and the data; returns the mesh."""
     objective = objective or objectives.for_config(cfg)
     config_lib.one_of(cfg, "model.kind", ("lm", "classifier"))
+    config_lib.one_of(cfg, "model.attention", attention_lib.BACKENDS)
+    lora.check(cfg.model.lora)
     require(cfg.model.kind == objective.model_kind,
             f"config key 'model.kind': task {cfg.task!r} needs "
             f"{'a classifier' if objective.model_kind == 'classifier' else 'an lm'}")
@@ -89,9 +93,10 @@ def _host(metrics) -> dict[str, float]:
 # --- the loop ---------------------------------------------------------------------------------
 
 # The config sections a workdir's checkpoints hold the state of: a rerun must not change them
-# (`storage.prepare`). Compute dtype, remat and the tokenizer's path don't change the state.
+# (`storage.prepare`). Compute dtype, remat, the attention kernel and the tokenizer's path don't
+# change the state.
 STATE_KEYS = ("task", "model")
-STATE_KEYS_IGNORED = ("model.dtype", "model.remat", "model.tokenizer")
+STATE_KEYS_IGNORED = ("model.dtype", "model.remat", "model.attention", "model.tokenizer")
 
 
 class Hook(Protocol):
@@ -118,6 +123,8 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, devices=None, hooks: Seq
     storage.prepare(workdir, cfg.to_json_best_effort(indent=2), state_keys=STATE_KEYS, ignore=STATE_KEYS_IGNORED,
                     write=jax.process_index() == 0)
     model, tokenizer = sources.build(cfg.model, mesh, seed=cfg.seed, kind=cfg.model.kind)
+    with jax.set_mesh(mesh):  # adapters are born with their kernel's sharding
+        model = lora.apply(model, cfg.model.lora, seed=cfg.seed)
     tcfg = objective.teacher_section()
     teacher = sources.build(tcfg, mesh, seed=cfg.seed, kind="lm")[0] if tcfg else None
     with jax.set_mesh(mesh):  # optimizer moments are born with their parameter's sharding
@@ -263,7 +270,7 @@ def evaluate(eval_step, model, batches, mesh, teacher=None) -> dict[str, float]:
 
 def export(model, tokenizer, path: str) -> None:
     """The trained model as an HF checkpoint (+ tokenizer), for serving and the next stage."""
-    hf.save_hf(model, path, tokenizer=tokenizer if jax.process_index() == 0 else None)
+    hf.save_hf(lora.merged(model), path, tokenizer=tokenizer if jax.process_index() == 0 else None)
 
 
 def _join_job(args: argparse.Namespace) -> None:

@@ -11,7 +11,8 @@
   happens on one worker while the other runs everything else.
 
 Markers (`--strict-markers`): `slow` (tens of seconds or more; `make test-fast` leaves them out),
-`subprocess` (starts Python + JAX processes), `real_weights` (loads MiniLM-L6 or SmolLM2-135M).
+`subprocess` (starts Python + JAX processes), `real_weights` (loads MiniLM-L6 or SmolLM2-135M),
+`aot` (compiles a full-size config for its TPU slice; `make test` leaves them out, `make test-aot`).
 """
 import os
 

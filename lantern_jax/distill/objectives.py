@@ -7,8 +7,9 @@ normaliser its means use.
 - TeacherSFT (teacher_sft): cross-entropy on the assessment tokens only.
 - ExplainerKD (explainer_kd): λ_sft·CE + λ_kd·T²·Σ_t d(p_T, p_S) / N over assessment tokens, the
   teacher being dense logits (online: a teacher model whose forward runs in the same jitted step
-  under stop_gradient) or its stored top-k (offline: D_t). Student logits are built chunk by chunk
-  from the final hidden states (`losses.fused_divergence`).
+  under stop_gradient) or its stored top-k (offline: D_t). Student logits are built from the
+  final hidden states chunk by chunk (`losses.fused_divergence`) or, on accelerators, vocabulary
+  block by block in the compute dtype (`fused_loss`; `loss.lm_head`, which SFT's CE follows too).
 - ClassifierKD (classifier_kd): λ_hard·CE(label smoothing) + λ_soft·T²·KL(soft labels)
   [+ λ_ordinal·EMD].
 
@@ -25,7 +26,7 @@ import ml_collections
 import optax
 
 from lantern_jax.config import ConfigError, one_of, require
-from lantern_jax.distill import losses
+from lantern_jax.distill import fused_loss, losses
 from lantern_jax.models import sources
 
 SCHEDULES = ("constant", "linear", "cosine")
@@ -94,8 +95,15 @@ class Objective:
 class TeacherSFT(Objective):
     task = "teacher_sft"
 
+    def validate(self, earlier_stages=None):
+        one_of(self.cfg, "loss.lm_head", fused_loss.HEADS)
+
     def loss(self, model, batch, step, num_valid, teacher=None):
         hidden = model.model(batch["input_ids"], batch["attention_mask"])
+        if fused_loss.blocked(self.cfg.loss.lm_head):
+            ce, _ = fused_loss.lm_head_loss(hidden, model.unembedding(), batch["labels"], batch["loss_mask"],
+                                            num_valid=num_valid)
+            return ce, {"ce": ce}
         ce = losses.fused_cross_entropy(hidden, model.unembedding(), batch["labels"], batch["loss_mask"],
                                         num_valid=num_valid)
         return ce, {"ce": ce}
@@ -114,6 +122,7 @@ class ExplainerKD(Objective):
         one_of(cfg, "teacher.mode", ("offline", "online"))
         one_of(cfg, "loss.divergence", sorted(losses.DIVERGENCES))
         one_of(cfg, "loss.estimator", losses.ESTIMATORS)
+        one_of(cfg, "loss.lm_head", fused_loss.HEADS)
         for param in losses.DIVERGENCES[cfg.loss.divergence].params:
             value = cfg.loss[param]
             require(isinstance(value, (int, float)) and 0.0 <= value <= 1.0,
@@ -142,13 +151,23 @@ class ExplainerKD(Objective):
         cfg = self.cfg.loss
         T = schedule(cfg.temperature)(step)
         lam_sft, lam_kd = schedule(cfg.lambda_sft)(step), schedule(cfg.lambda_kd)(step)
-        if teacher is not None:
+        blocked = fused_loss.blocked(cfg.lm_head)
+        if teacher is not None and blocked:  # its logits are made block by block inside the loss
+            target = fused_loss.Head(teacher.model(batch["input_ids"], batch["attention_mask"]), teacher.unembedding())
+            match_vocab(target.unembedding, model.cfg.vocab_size)  # the same check (its cut columns go unread)
+        elif teacher is not None:
             target = jax.lax.stop_gradient(teacher(batch["input_ids"], batch["attention_mask"]))
             target = match_vocab(target, model.cfg.vocab_size)
         else:
             target = losses.TopK(batch["teacher_ids"], batch["teacher_logprobs"])
         params = {p: float(cfg[p]) for p in losses.DIVERGENCES[cfg.divergence].params}
         hidden = model.model(batch["input_ids"], batch["attention_mask"])
+        if blocked:
+            loss, out = fused_loss.lm_head_loss(hidden, model.unembedding(), batch["labels"], batch["loss_mask"],
+                                                teacher=target, divergence=cfg.divergence, params=params,
+                                                temperature=T, estimator=cfg.estimator, kd_weight=lam_kd * T ** 2,
+                                                ce_weight=lam_sft, num_valid=num_valid, chunk_size=cfg.chunk_size)
+            return loss, {**out, "lambda_kd": lam_kd, "temperature": T}
         out = losses.fused_divergence(cfg.divergence, hidden, model.unembedding(), target,
                                       batch["loss_mask"], T, labels=batch["labels"],
                                       estimator=cfg.estimator, num_valid=num_valid,

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from lantern_jax import mesh as mesh_lib
+from lantern_jax.models import attention as attention_lib
 from lantern_jax.models import layers as L
 
 
@@ -43,6 +44,7 @@ class DecoderConfig:
     param_dtype: str = "float32"
     scan_layers: bool = False
     remat: str = "none"  # see layers.REMAT_POLICIES
+    attention: str = "auto"  # see attention.BACKENDS
 
     @property
     def dims_per_head(self) -> int:
@@ -63,7 +65,7 @@ class DecoderBlock(nnx.Module):
         self.attn_norm = L.RMSNorm(D, eps=cfg.rms_norm_eps, **kw)
         self.attn = L.Attention(D, cfg.num_heads, cfg.num_kv_heads, cfg.dims_per_head,
                                 qkv_bias=cfg.qkv_bias, out_bias=cfg.out_bias,
-                                init_std=cfg.initializer_range, **kw)
+                                init_std=cfg.initializer_range, backend=cfg.attention, **kw)
         self.mlp_norm = L.RMSNorm(D, eps=cfg.rms_norm_eps, **kw)
         dense = dict(use_bias=cfg.mlp_bias, init_std=cfg.initializer_range, **kw)
         self.gate = L.Dense(D, F, ("embed", "mlp"), **dense)
@@ -114,7 +116,7 @@ class Decoder(nnx.Module):
         if cache is None or T > 1:
             valid = jnp.ones((B, T), bool) if attention_mask is None else attention_mask[:, :T].astype(bool)
             positions = L.positions_from_mask(valid) if positions is None else positions
-            mask = L.attention_mask(valid, valid, causal=True)
+            mask = attention_lib.Mask(valid, causal=True)
         else:
             if attention_mask is None or positions is None:
                 raise ValueError("cached decoding needs attention_mask over the cache and positions")

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from lantern_jax import mesh as mesh_lib
+from lantern_jax.models import attention as attention_lib
 from lantern_jax.models import layers as L
 from lantern_jax.models.decoder import Decoder, DecoderConfig
 
@@ -50,6 +51,7 @@ class EncoderConfig:
     param_dtype: str = "float32"
     scan_layers: bool = False
     remat: str = "none"
+    attention: str = "auto"  # see attention.BACKENDS
 
     def __post_init__(self):
         if self.family not in FAMILIES:
@@ -72,7 +74,7 @@ class EncoderBlock(nnx.Module):
         mlp_bias = cfg.mlp_bias if self.modern else True
         norm_bias = cfg.norm_bias if self.modern else True
         self.attn = L.Attention(D, cfg.num_heads, cfg.num_heads, cfg.head_dim, qkv_bias=bias,
-                                out_bias=bias, init_std=std, **kw)
+                                out_bias=bias, init_std=std, backend=cfg.attention, **kw)
         self.attn_norm = L.LayerNorm(D, eps=cfg.layer_norm_eps, use_bias=norm_bias, **kw)
         self.mlp_norm = L.LayerNorm(D, eps=cfg.layer_norm_eps, use_bias=norm_bias, **kw)
         self.up = L.Dense(D, F, ("embed", "mlp"), use_bias=mlp_bias, init_std=std, **kw)
@@ -88,7 +90,7 @@ class EncoderBlock(nnx.Module):
             x = self.mlp_norm(x + self.down(self.act(self.up(x))))
         else:  # pre-norm; flags pick this layer's mask/rope (global or local) and its attn norm
             is_global, has_attn_norm = flags["is_global"], flags["has_attn_norm"]
-            mask = jnp.where(is_global, masks[0], masks[1])
+            mask = dataclasses.replace(masks[0], local=jnp.logical_not(is_global))
             rope = jax.tree.map(lambda g, l: jnp.where(is_global, g, l), ropes[0], ropes[1])
             h = jnp.where(has_attn_norm, self.attn_norm(x), x)
             x = x + self.attn(h, mask, rope)[0]
@@ -134,11 +136,9 @@ class Encoder(nnx.Module):
             x = x + self.position_embed(positions) + self.type_embed(types)
             # Keys only, as HF BERT: padded queries attend to the valid keys (their outputs are
             # ignored), and a [B, 1, 1, S] bias costs less than a per-query [B, 1, T, S] one.
-            masks = (L.attention_mask(None, valid, causal=False),)
-        else:
-            masks = (L.attention_mask(valid, valid, causal=False, kv_index=positions),
-                     L.attention_mask(valid, valid, causal=False, kv_index=positions,
-                                      window=cfg.local_attention // 2))
+            masks = (attention_lib.Mask(valid, padded_queries_see_self=False),)
+        else:  # one mask: each layer's flag switches its window on (local) or off (global)
+            masks = (attention_lib.Mask(valid, positions, window=cfg.local_attention // 2),)
             ropes = (L.rope_tables(positions, cfg.head_dim, cfg.global_rope_theta),
                      L.rope_tables(positions, cfg.head_dim, cfg.local_rope_theta))
             flags = {"is_global": jnp.array([cfg.is_global(i) for i in range(cfg.num_layers)]),

@@ -95,7 +95,8 @@ def _place(value: np.ndarray, abstract) -> jax.Array:
 def model_from_state(config: Mapping[str, Any], tensors: Callable[[str], np.ndarray] | Mapping[str, np.ndarray],
                      *, dtype=None, param_dtype=None, mesh: jax.sharding.Mesh | None = None,
                      kind: str | None = None, source: str = "checkpoint", seed: int = 0,
-                     scan_layers: bool | None = None, remat: str | None = None) -> Model:
+                     scan_layers: bool | None = None, remat: str | None = None,
+                     attention: str | None = None) -> Model:
     """Builds our model from an HF config dict and HF-named tensors (a mapping or a getter).
 
     Tensors the model needs but the checkpoint lacks raise, except a classifier head (or BERT
@@ -103,7 +104,8 @@ def model_from_state(config: Mapping[str, Any], tensors: Callable[[str], np.ndar
     init, and the log says so.
     """
     kind, cfg = config_from_hf(config, kind=kind, dtype=dtype, param_dtype=param_dtype, source=source)
-    overrides = {k: v for k, v in (("scan_layers", scan_layers), ("remat", remat)) if v is not None}
+    overrides = {k: v for k, v in (("scan_layers", scan_layers), ("remat", remat), ("attention", attention))
+                 if v is not None}
     if overrides:
         if isinstance(cfg, ClassifierConfig):
             cfg = dataclasses.replace(cfg, backbone=dataclasses.replace(cfg.backbone, **overrides))

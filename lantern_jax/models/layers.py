@@ -17,6 +17,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from lantern_jax import mesh as mesh_lib
+from lantern_jax.models import attention as attention_lib
 
 Array = jax.Array
 MASKED = -0.7 * float(jnp.finfo(jnp.float32).max)  # finite: fully masked rows give no NaNs
@@ -84,7 +85,7 @@ class Dense(nnx.Module):
         if x.size == x.shape[-1] and jax.default_backend() == "cpu":  # one row: batch-1 decoding
             y = matvec(x.reshape(-1), kernel).reshape(*x.shape[:-1], -1)
         else:
-            y = matmul(x, kernel)
+            y = matmul(x, kernel).astype(self.dtype)  # a float32 LoRA term (lantern_jax.lora) joins here
         if self.bias is not None:
             y = y + self.bias[...].astype(self.dtype)
         return y
@@ -234,6 +235,16 @@ def attention_mask(q_valid: Array | None, kv_valid: Array, *, causal: bool,
     return mask
 
 
+def dense_mask(m: attention_lib.Mask) -> Array:
+    """The [B, 1, T, T] boolean mask an `attention.Mask` describes, for the xla path."""
+    q_valid = m.valid if m.padded_queries_see_self else None
+    full = attention_mask(q_valid, m.valid, causal=m.causal, kv_index=m.positions)
+    if m.window is None:
+        return full
+    windowed = attention_mask(q_valid, m.valid, causal=m.causal, kv_index=m.positions, window=m.window)
+    return windowed if m.local is None else jnp.where(m.local, windowed, full)
+
+
 def dot_product_attention(q: Array, k: Array, v: Array, mask: Array, *, heads_first: bool = False) -> Array:
     """Grouped-query attention. q [B,T,N,H], k/v [B,S,K,H] with N % K == 0, mask [B,1|K,T|1,S].
 
@@ -333,15 +344,16 @@ class Attention(nnx.Module):
 
     def __init__(self, dim: int, num_heads: int, num_kv_heads: int, head_dim: int, *,
                  qkv_bias: bool, out_bias: bool, rngs: nnx.Rngs, dtype=jnp.float32,
-                 param_dtype=jnp.float32, init_std: float = 0.02):
+                 param_dtype=jnp.float32, init_std: float = 0.02, backend: str = "xla"):
         kw = dict(rngs=rngs, dtype=dtype, param_dtype=param_dtype, init_std=init_std)
         self.num_heads, self.num_kv_heads, self.head_dim = num_heads, num_kv_heads, head_dim
+        self.backend = backend  # attention.BACKENDS; "auto" is resolved when traced
         self.q = Dense(dim, num_heads * head_dim, ("embed", "heads"), use_bias=qkv_bias, **kw)
         self.k = Dense(dim, num_kv_heads * head_dim, ("embed", "kv_heads"), use_bias=qkv_bias, **kw)
         self.v = Dense(dim, num_kv_heads * head_dim, ("embed", "kv_heads"), use_bias=qkv_bias, **kw)
         self.o = Dense(num_heads * head_dim, dim, ("heads", "embed"), use_bias=out_bias, **kw)
 
-    def __call__(self, x: Array, mask: Array, rope: tuple[Array, Array] | None = None,
+    def __call__(self, x: Array, mask: Array | attention_lib.Mask, rope: tuple[Array, Array] | None = None,
                  cache: KVCache | None = None) -> tuple[Array, KVCache | None]:
         B, T, _ = x.shape
         q = self.q(x).reshape(B, T, self.num_heads, self.head_dim)
@@ -355,6 +367,12 @@ class Attention(nnx.Module):
             if decode:  # attend over the whole cache (the mask hides unwritten slots)
                 k, v = cache.k.astype(q.dtype), cache.v.astype(q.dtype)
             # prefill (into an empty cache): the prompt attends to itself only, mask [B, 1, T, T]
+        if isinstance(mask, attention_lib.Mask):
+            backend = attention_lib.resolve(self.backend, q.dtype)
+            if backend != "xla" and cache is None:
+                out = attention_lib.attend(q, k, v, mask, backend)
+                return self.o(out.reshape(B, T, self.num_heads * self.head_dim)), cache
+            mask = dense_mask(mask)
         out = dot_product_attention(q, k, v, mask, heads_first=decode)
         return self.o(out.reshape(B, T, self.num_heads * self.head_dim)), cache
 

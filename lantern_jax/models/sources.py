@@ -78,7 +78,7 @@ def load_tokenizer(spec: str):
 def load(spec: str | Source, *, kind: str | None = None, mesh: jax.sharding.Mesh | None = None, seed: int = 0,
          **overrides) -> tuple[Model, object]:
     """(model, tokenizer) from pretrained weights, placed straight into their shards under `mesh`.
-    `overrides` are `hf.model_from_state`'s (dtype, param_dtype, scan_layers, remat)."""
+    `overrides` are `hf.model_from_state`'s (dtype, param_dtype, scan_layers, remat, attention)."""
     if isinstance(spec, Source):
         source = spec
     elif ":" in str(spec) or spec in KINDS:
@@ -102,16 +102,22 @@ def load_gguf(path: str | os.PathLike, *, dtype=None, mesh=None) -> tuple[Model,
 
 # --- a config's model section -------------------------------------------------------------------
 
-def _init_config(mcfg: ml_collections.ConfigDict, tokenizer, kind: str):
-    """(model kind, our config) for random init in the shape of `mcfg.init`."""
+def init_config(mcfg: ml_collections.ConfigDict, kind: str, tokenizer=None):
+    """(model kind, our config) for random init in the shape of `mcfg.init`. Without `tokenizer`
+    (shapes only, as memory planning needs: its special ids change no shape) `model.tokenizer` is
+    read only when `model.init.vocab_size` is 0."""
     init = dict(mcfg.init)
     arch = init.pop("arch")
     family = init.pop("family") or ("llama" if arch == "decoder" else "bert")
-    init["vocab_size"] = init["vocab_size"] or len(tokenizer)
-    dtypes = dict(dtype=mcfg.dtype, param_dtype=mcfg.param_dtype, scan_layers=mcfg.scan_layers, remat=mcfg.remat)
+    if not init["vocab_size"]:
+        tokenizer = tokenizer or load_tokenizer(mcfg.tokenizer)
+        init["vocab_size"] = len(tokenizer)
+    dtypes = dict(dtype=mcfg.dtype, param_dtype=mcfg.param_dtype, scan_layers=mcfg.scan_layers, remat=mcfg.remat,
+                  attention=mcfg.attention)
     if arch == "decoder":
-        backbone = DecoderConfig(family=family, **init, **dtypes, tie_word_embeddings=True,
-                                 pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+        special = {} if tokenizer is None else dict(pad_token_id=tokenizer.pad_token_id,
+                                                    eos_token_id=tokenizer.eos_token_id)
+        backbone = DecoderConfig(family=family, **init, **dtypes, tie_word_embeddings=True, **special)
     else:
         init.pop("num_kv_heads", None)
         backbone = EncoderConfig(family=family, **init, **dtypes)
@@ -127,12 +133,13 @@ def build(mcfg: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, *, seed: int
     model_kind = "classifier" if kind == "classifier" else "lm"
     if source.kind == "init":
         tokenizer = load_tokenizer(mcfg.tokenizer)
-        mkind, cfg = _init_config(mcfg, tokenizer, kind)
+        mkind, cfg = init_config(mcfg, kind, tokenizer)
         with jax.set_mesh(mesh):
             model = nnx.jit(lambda: build_model(mkind, cfg, seed=seed))()
         return model, tokenizer
     model, tokenizer = load(source, kind=model_kind, mesh=mesh, seed=seed, dtype=mcfg.dtype,
-                            param_dtype=mcfg.param_dtype, scan_layers=mcfg.scan_layers, remat=mcfg.remat)
+                            param_dtype=mcfg.param_dtype, scan_layers=mcfg.scan_layers, remat=mcfg.remat,
+                            attention=mcfg.attention)
     if kind == "classifier" and mcfg.pooling and model.cfg.pooling != mcfg.pooling:
         model.cfg = dataclasses.replace(model.cfg, pooling=mcfg.pooling)
     if mcfg.tokenizer:
@@ -142,10 +149,10 @@ def build(mcfg: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, *, seed: int
 
 def section_config(mcfg: ml_collections.ConfigDict, kind: str, hf_config: dict):
     """(model kind, our config) of a model section whose source has HF config `hf_config`, with the
-    section's dtypes, scan, remat and pooling: what `build` would construct, without weights."""
+    section's dtypes, scan, remat, attention and pooling: what `build` would construct, without weights."""
     mkind, cfg = config_from_hf(hf_config, kind=kind, dtype=mcfg.dtype, param_dtype=mcfg.param_dtype,
                                 source=mcfg.source)
-    over = dict(scan_layers=mcfg.scan_layers, remat=mcfg.remat)
+    over = dict(scan_layers=mcfg.scan_layers, remat=mcfg.remat, attention=mcfg.attention)
     if isinstance(cfg, ClassifierConfig):
         pooling = {"pooling": mcfg.pooling} if mcfg.pooling else {}
         return mkind, dataclasses.replace(cfg, backbone=dataclasses.replace(cfg.backbone, **over), **pooling)
