@@ -34,7 +34,7 @@ from lantern_jax import config as config_lib
 from lantern_jax import train as train_lib
 from lantern_jax import train_log, train_step
 from lantern_jax.config import ConfigError
-from lantern_jax.data import datasets, prompts
+from lantern_jax.data import datasets, prompts, views
 from lantern_jax.data.rundir import RunDir
 from lantern_jax.distill import losses
 from lantern_jax.models import sources
@@ -120,7 +120,7 @@ def uncompressed_data(base: RunDir, out_dir: str) -> str:
 
     def build() -> dict:
         pairs = base.all_pairs()
-        splits = {s: [{**r, "text": prompts.classifier_text(pairs[r["pair_id"]], compress=False)}
+        splits = {s: [{**r, "text": views.classifier_text(pairs[r["pair_id"]], compress=False)}
                       for r in datasets.read_dataset("d_cls", base.tfds, s)]
                   for s in ("train", "dev")}
         datasets.write_dataset("d_cls", splits, tfds_dir, overwrite=True)
@@ -166,7 +166,7 @@ def score(cfg, run: Run, model_dir: str, base: RunDir) -> dict:
     model, tokenizer = sources.load(os.path.join(model_dir, "export"))
     out = {"params": train_step.param_count(model)}
     if run.kind == "classifier":
-        texts = [prompts.classifier_text(p, compress=run.compress) for p in pairs]
+        texts = [views.classifier_text(p, compress=run.compress) for p in pairs]
         max_length = cfg.uncompressed_max_length if not run.compress else cfg.base.classifier.data.max_length
         logits, ms = inference.classify(model, tokenizer, texts, max_length=max_length, desc=f"score {run.name}")
         ref = scoring.reference_labels([teacher.get(p.pair_id) for p in pairs])

@@ -22,7 +22,7 @@ import jax
 import numpy as np
 
 from lantern_jax import audit, cli, curves, inference, report, scoring
-from lantern_jax.data import prompts, records
+from lantern_jax.data import records, views
 from lantern_jax.data.rundir import EVAL_SPLITS, RunDir
 from lantern_jax.data.schema import FIT_LEVELS
 from lantern_jax.models import sources
@@ -39,7 +39,7 @@ def run(cfg, wd: RunDir) -> dict:
 
     clf, clf_tok = sources.load(wd.export("classifier"))
     max_len = cfg.classifier.data.max_length
-    logits = {s: inference.classify(clf, clf_tok, [prompts.classifier_text(p) for p in ps], max_length=max_len,
+    logits = {s: inference.classify(clf, clf_tok, [views.classifier_text(p) for p in ps], max_length=max_len,
                                     desc=f"evaluate {s}: classifier") for s, ps in splits.items()}
     dev_ref = scoring.reference_labels([teacher.get(p.pair_id) for p in splits["dev"]])
     known = dev_ref >= 0

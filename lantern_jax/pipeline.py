@@ -27,7 +27,7 @@ import ml_collections
 from lantern_jax import blackbox, cli, curves, evaluate, stages
 from lantern_jax import train as train_lib
 from lantern_jax.config import ConfigError
-from lantern_jax.data import datasets, prompts, records, synth
+from lantern_jax.data import datasets, prompts, records, synth, views
 from lantern_jax.data.rundir import EVAL_SPLITS, RunDir
 from lantern_jax.data.schema import FIT_LEVELS, DataError
 from lantern_jax.data.tokenizer import train_tokenizer
@@ -163,7 +163,7 @@ def cls_record(pair, labelled: Sequence[tuple[str, dict | None]]) -> dict | None
             continue
         probs = probs or [float(lvl == level) for lvl in FIT_LEVELS]
         label = level if level in FIT_LEVELS else FIT_LEVELS[max(range(3), key=probs.__getitem__)]
-        return {"pair_id": pair.pair_id, "text": prompts.classifier_text(pair), "label": label,
+        return {"pair_id": pair.pair_id, "text": views.classifier_text(pair), "label": label,
                 "soft_label": [float(p) for p in probs], "source": source}
     return None
 

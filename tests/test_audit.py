@@ -13,7 +13,7 @@ from flax import nnx
 
 import train_fixtures
 from lantern_jax import audit
-from lantern_jax.data import prompts, synth
+from lantern_jax.data import prompts, synth, views
 from lantern_jax.data.rundir import RunDir
 
 SPLIT_FILES = ("train", "dev", "test", "heldout_occupation", "heldout_company")
@@ -24,18 +24,18 @@ def pairs():
     return synth.generate_pairs(9, seed=3, split="test")
 
 
-# Cues in the headline, education or skills, which every rendering keeps; the other cues sit in the
-# summary only, which the classifier's compact profile may drop.
-OUTSIDE_SUMMARY = ("gender", "age_graduation", "placebo", "inject_headline", "inject_skills")
+# Cues in the headline, which the classifier's aligned view keeps; the others sit in the summary,
+# graduation years or a skill entry no requirement asks for, which it leaves out.
+IN_HEADLINE = ("gender", "placebo", "inject_headline")
 
 
 def classifier_sees(cue: str, pair) -> bool:
-    return cue in OUTSIDE_SUMMARY or "Summary:" in prompts.classifier_text(pair)
+    return cue in IN_HEADLINE
 
 
 def readers(pair):
     """What each judge reads: the classifier's input, the explainer's and the teacher's prompts."""
-    return (prompts.classifier_text(pair), prompts.inhouse_messages(pair)[0]["content"],
+    return (views.classifier_text(pair), prompts.inhouse_messages(pair)[0]["content"],
             prompts.single_call_messages(pair)[1]["content"])
 
 
@@ -63,7 +63,7 @@ def test_counterfactuals_keep_the_truth_and_show_the_cue(pairs):
                 assert synth.squash(female) not in synth.squash(text.split("Summary:")[1].split("\n")[0])
         elif cf.cue == "age_graduation":
             for old, e in zip(cf.original.member.education, m.education):
-                assert e.year == old.year - audit.AGE_SHIFT_YEARS and all(f"({e.year})" in t for t in new)
+                assert e.year == old.year - audit.AGE_SHIFT_YEARS and all(f"({e.year})" in t for t in new[1:])
         elif cf.cue == "age_stated":
             age = audit.stated_age(cf.original)
             assert all(f"Summary: Age: {age}." in t for t in ref[1:])
@@ -83,10 +83,11 @@ def test_injection_is_planted_inside_the_fenced_profile_block(pairs):
     for cf in injected:
         planted = audit.INJECTIONS[cf.cue]
         texts = readers(cf.counterfactual)
-        for text in texts if classifier_sees(cf.cue, cf.original) else texts[1:]:
+        for text in texts[1:]:  # the decoders' prompts: inside the fenced profile, once
             blocks = prompts.fenced_blocks(text)
             assert planted in blocks[prompts.MEMBER_BLOCK]
             assert text.count(planted) == 1
+        assert texts[0].count(planted) == classifier_sees(cf.cue, cf.original)  # the headline line only
         assert planted not in prompts.render_member(cf.original.member)
 
 

@@ -20,7 +20,7 @@ import pytest
 from flax import nnx
 
 import train_fixtures
-from lantern_jax.data import prompts, synth
+from lantern_jax.data import prompts, synth, views
 from lantern_jax.data.schema import ASSESSMENT_JSON_SCHEMA
 from lantern_jax.data.tokenizer import train_tokenizer
 from lantern_jax.models import hf
@@ -166,7 +166,7 @@ def test_fit_scores_pairs_and_batches_concurrent_requests(server, pairs):
         batched = body["results"][i]["probabilities"]
         assert all(abs(alone[k] - batched[k]) < 1e-5 for k in alone)
     # tokenizing a prefix of each pair text gives exactly the truncated full-text tokens
-    texts = [prompts.classifier_text(p) for p in pairs]
+    texts = [views.classifier_text(p) for p in pairs]
     assert service.scorer.encode(texts) == service.scorer._tokenize(texts)
 
 

@@ -1,6 +1,6 @@
 """The session's micro run (tests/conftest.py) served as a user would serve it: its classifier and
 explainer exports behind a real uvicorn server on loopback. /v1/fit must give the probabilities the
-evaluation computed for the same pairs (serving reads the same text, `prompts.classifier_text`,
+evaluation computed for the same pairs (serving reads the same text, `views.classifier_text`,
 through its own bucketed, micro-batched path), and /v1/explain must answer every pair."""
 import httpx
 import numpy as np
@@ -8,7 +8,7 @@ import pytest
 
 from lantern_jax import config as config_lib
 from lantern_jax import inference, scoring
-from lantern_jax.data import prompts
+from lantern_jax.data import views
 from lantern_jax.data.rundir import RunDir
 from lantern_jax.models import sources
 from lantern_jax.serve.app import create_app
@@ -36,7 +36,7 @@ def test_served_fit_equals_evaluation_and_explain_answers(micro_run):
                        for r in fit.json()["results"]])
 
     model, tokenizer = sources.load(run.export("classifier"))
-    logits, _ = inference.classify(model, tokenizer, [prompts.classifier_text(p) for p in pairs],
+    logits, _ = inference.classify(model, tokenizer, [views.classifier_text(p) for p in pairs],
                                    max_length=max_length)
     np.testing.assert_allclose(served, scoring.softmax(logits), atol=1e-4)
     assert [r["pair_id"] for r in fit.json()["results"]] == [p.pair_id for p in pairs]

@@ -153,30 +153,17 @@ def _render_job(title: str, company: str, location: str, description: str, compr
     return fence(JOB_BLOCK, f"{header}\n\nDescription:\n{_clean(description)}")
 
 
-def render_member(member: MemberProfile, *, compact: bool = False) -> str:
-    """The profile as a fenced block. The name is left out: it is not a qualification. `compact`
-    keeps the structured fields (role titles with dates, education, skills) and drops the free
-    text (summary, employers, role descriptions): what the fit classifier reads."""
-    lines = [f"Headline: {_clean(member.headline)}"]
-    if not compact:
-        lines.append(f"Summary: {_clean(member.summary)}")
-    lines.append("Experience:")
+def render_member(member: MemberProfile) -> str:
+    """The profile as a fenced block. The name is left out: it is not a qualification."""
+    lines = [f"Headline: {_clean(member.headline)}", f"Summary: {_clean(member.summary)}", "Experience:"]
     for e in member.experience:
-        dates = f"({e.start} to {e.end or 'present'})"
-        lines.append(f"- {_clean(e.title)} {dates}" if compact else
-                     f"- {_clean(e.title)} at {_clean(e.company)} {dates}: {_clean(e.description)}")
+        lines.append(f"- {_clean(e.title)} at {_clean(e.company)} ({e.start} to {e.end or 'present'}): "
+                     f"{_clean(e.description)}")
     lines.append("Education:")
     for e in member.education:
         lines.append(f"- {_clean(e.degree)} in {_clean(e.field)}, {_clean(e.school)} ({e.year})")
     lines.append("Skills: " + ", ".join(_clean(s) for s in member.skills))
     return fence(MEMBER_BLOCK, "\n".join(lines))
-
-
-def classifier_text(pair: Pair, compress: bool = True) -> str:
-    """What the fit classifier reads, in training and in serving: the posting compressed to its
-    requirements and the profile's structured fields, so both fit a short encoder window.
-    `compress=False` keeps the whole posting (the compression ablation)."""
-    return f"{render_job(pair.job, compress=compress)}\n\n{render_member(pair.member, compact=True)}"
 
 
 def fenced_blocks(text: str) -> dict[str, str]:

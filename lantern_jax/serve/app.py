@@ -41,7 +41,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from lantern_jax.data import prompts
+from lantern_jax.data import prompts, views
 from lantern_jax.generate import SamplingConfig
 from lantern_jax.serve.errors import ApiError, describe_validation, error_response
 from lantern_jax.serve.generation import GenOutput, GenRequest
@@ -118,7 +118,7 @@ def create_app(service: Service):
             raise ApiError(422, f"{len(body.pairs)} pairs in one request; this server takes at most {cfg.max_pairs}",
                            param="pairs")
         pairs = [p.to_pair() for p in body.pairs]
-        texts = [prompts.classifier_text(p) for p in pairs]
+        texts = [views.classifier_text(p) for p in pairs]
         probs = await service.within_timeout(service.fit_batcher.submit_many(texts))
         results = [{"pair_id": pair.pair_id, "fit_level": scorer.labels[int(p.argmax())],
                     "probabilities": {label: float(x) for label, x in zip(scorer.labels, p)}}
