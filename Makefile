@@ -30,9 +30,13 @@ $(TEST_STAMP): $(STAMP)
 	$(PY) -m pip install -q -c $(CONSTRAINTS) -e ".[test]"
 	touch $@
 
-# The whole LANTERN pipeline offline (embedded default); rerunning skips finished stages.
+# The whole LANTERN pipeline offline; rerunning skips finished stages. The preset follows the
+# hardware JAX sees (configs/demo.py: `default` on a CPU, `accelerator` on a GPU or TPU); PRESET=
+# picks one.
 demo: $(STAMP)
-	$(PY) -m lantern_jax.pipeline --config configs/demo.py --workdir runs/demo
+	@preset=$${PRESET:-$$($(PY) -c "import jax; print('default' if jax.default_backend() == 'cpu' else 'accelerator')")}; \
+	  echo "make demo: preset $$preset"; \
+	  $(PY) -m lantern_jax.pipeline --config configs/demo.py:$$preset --workdir runs/demo
 	@echo "report: runs/demo/evaluate/report.md (plots and metrics.json beside it)"
 
 # .venv's packages reach .venv-tpu through the .pth line, so pip there finds the whole stack already

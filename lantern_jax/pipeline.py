@@ -194,9 +194,24 @@ def selected(cfg) -> list[str]:
     return names
 
 
+TRAINED = ("inhouse", "explainer", "classifier")  # stages that train the config section of their name
+
+
+def check_config(cfg, wd: RunDir, names: Sequence[str]) -> None:
+    """Every training section the run will use, checked before the first stage starts: a mistyped
+    key in the classifier's section is one line now, not after the stages before it have run."""
+    for name in names:
+        if name in TRAINED:
+            try:
+                train_lib.check_config(resolve_train_config(cfg[name], wd))
+            except ConfigError as e:
+                raise ConfigError(f"{name}: {e}") from None
+
+
 def run(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
     wd = RunDir(workdir)
     names = selected(cfg)
+    check_config(cfg, wd, names)
     summaries, total = {}, 0.0
     for i, name in enumerate(names, 1):
         outcome = stages.run_once(f"[{i}/{len(names)}] {name}", wd(name), lambda: RUNNERS[name](cfg, wd))

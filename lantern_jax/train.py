@@ -48,9 +48,10 @@ log = logging.getLogger("lantern_jax.train")
 
 # --- validation (before anything is built or compiled) ---------------------------------------
 
-def validate(cfg: ml_collections.ConfigDict, devices=None, objective: objectives.Objective | None = None,
-             earlier_stages: tuple[str, ...] = ()) -> jax.sharding.Mesh:
-    """Checks the config against itself, the devices and the data; returns the mesh."""
+def check_config(cfg: ml_collections.ConfigDict, objective: objectives.Objective | None = None,
+                 earlier_stages: tuple[str, ...] = ()) -> objectives.Objective:
+    """The checks that need neither devices nor data, so a pipeline can run them for every stage
+    before its first one starts; returns the config's objective."""
     objective = objective or objectives.for_config(cfg)
     config_lib.one_of(cfg, "model.kind", ("lm", "classifier"))
     config_lib.one_of(cfg, "model.attention", attention_lib.BACKENDS)
@@ -65,13 +66,20 @@ def validate(cfg: ml_collections.ConfigDict, devices=None, objective: objectives
                 "train.checkpoint_every", "train.log_every", "train.eval_every", "train.keep_checkpoints"):
         require(config_lib.get(cfg, key) > 0, f"config key {key!r} must be positive")
     require(cfg.optim.lr > 0, "config key 'optim.lr' must be positive")
+    require(cfg.train.batch_size % cfg.optim.grad_accum == 0,
+            f"config key 'train.batch_size': {cfg.train.batch_size} is not divisible by "
+            f"optim.grad_accum={cfg.optim.grad_accum}")
+    return objective
+
+
+def validate(cfg: ml_collections.ConfigDict, devices=None, objective: objectives.Objective | None = None,
+             earlier_stages: tuple[str, ...] = ()) -> jax.sharding.Mesh:
+    """Checks the config against itself, the devices and the data; returns the mesh."""
+    check_config(cfg, objective, earlier_stages)
     mesh = mesh_lib.make_mesh(dict(cfg.mesh), devices)
     if cfg.model.remat != "none" and not cfg.model.scan_layers and mesh.devices.flat[0].platform == "cpu":
         log.warning("config key 'model.remat': %r saves no memory on CPU unless model.scan_layers=True "
                     "(see layers.REMAT_POLICIES)", cfg.model.remat)
-    require(cfg.train.batch_size % cfg.optim.grad_accum == 0,
-            f"config key 'train.batch_size': {cfg.train.batch_size} is not divisible by "
-            f"optim.grad_accum={cfg.optim.grad_accum}")
     mesh_lib.check_batch(mesh, cfg.train.batch_size, cfg.optim.grad_accum)
     require(cfg.train.batch_size % jax.process_count() == 0,
             f"config key 'train.batch_size': {cfg.train.batch_size} is not divisible by "

@@ -242,3 +242,26 @@ def test_unknown_config_variant_is_one_line(tmp_path):
     assert pipeline.main(["--config", os.path.join(ROOT, "configs/demo.py:nope"), "--workdir", str(tmp_path)]) == 2
     with pytest.raises(config_lib.ConfigError, match=r"demo.py:nope: unknown variant 'nope': default \| micro"):
         config_lib.load_config(os.path.join(ROOT, "configs/demo.py:nope"))
+
+
+@pytest.mark.parametrize("override,message", [
+    ("--config.classifier.optim.lr=-1", "error: classifier: config key 'optim.lr' must be positive"),
+    ("--config.explainer.loss.divergence=kl", "error: explainer: config key 'loss.divergence'"),
+])
+def test_pipeline_checks_every_training_section_before_its_first_stage(tmp_path, capsys, override, message):
+    from lantern_jax import pipeline
+    workdir = tmp_path / "run"
+    argv = ["--config", os.path.join(ROOT, "configs/demo.py:micro"), "--workdir", str(workdir), override]
+    assert pipeline.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(message) and "\n" not in err, err
+    assert not (workdir / "data").exists()  # nothing ran
+
+
+@pytest.mark.parametrize("preset", ["default", "micro", "accelerator"])
+def test_every_demo_preset_passes_the_pipelines_config_check(tmp_path, preset):
+    from lantern_jax import pipeline
+    from lantern_jax.data.rundir import RunDir
+    cfg = config_lib.load_config(os.path.join(ROOT, f"configs/demo.py:{preset}"))
+    pipeline.check_config(cfg, RunDir(str(tmp_path)), pipeline.selected(cfg))
+    assert cfg.preset == preset
