@@ -30,8 +30,9 @@ class MetricsLog:
         finite = {k: v if math.isfinite(v) else None for k, v in metrics.items()}  # JSON has no NaN
         self.jsonl.write(json.dumps({"step": step, "split": prefix, **finite}) + "\n")
         self.jsonl.flush()
-        for k, v in metrics.items():
-            self.tb.add_scalar(f"{prefix}/{k}", v, step)
+        for k, v in finite.items():
+            if v is not None:  # a metric with nothing to average (no output parsed) has no point
+                self.tb.add_scalar(f"{prefix}/{k}", v, step)
 
     def close(self) -> None:
         if self.active:

@@ -265,3 +265,12 @@ def test_every_demo_preset_passes_the_pipelines_config_check(tmp_path, preset):
     cfg = config_lib.load_config(os.path.join(ROOT, f"configs/demo.py:{preset}"))
     pipeline.check_config(cfg, RunDir(str(tmp_path)), pipeline.selected(cfg))
     assert cfg.preset == preset
+
+
+def test_metrics_log_keeps_a_metric_with_no_value_as_null_and_out_of_tensorboard(tmp_path, caplog):
+    log = train_log.MetricsLog(str(tmp_path))
+    log.write(40, "curve", {"structure_validity": 0.0, "rougeL": float("nan")})
+    log.close()
+    assert train_log.read_metrics(str(tmp_path))["curve"] == [
+        {"step": 40, "split": "curve", "structure_validity": 0.0, "rougeL": None}]
+    assert "NaN or Inf" not in caplog.text  # tensorboardX's warning when handed one
