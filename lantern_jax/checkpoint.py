@@ -62,6 +62,8 @@ class Checkpointer:
         return self._sigterm.is_set() or self.manager.reached_preemption(step)
 
     def save(self, step: int, model, optimizer, data_iter, *, force: bool = False) -> bool:
+        if step in self.manager.all_steps():  # written already: a SIGTERM right after a periodic save
+            return False
         args = ocp.args.Composite(state=ocp.args.StandardSave(self.state(model, optimizer)),
                                   data_iter=grain.checkpoint.CheckpointSave(data_iter))
         return self.manager.save(step, args=args, force=force)

@@ -1,6 +1,10 @@
 """Run folders in object storage: URLs reach Orbax untouched, logs and exports go through a local mirror."""
 import os
 
+import grain
+import optax
+from flax import nnx
+
 from lantern_jax import storage
 from lantern_jax.checkpoint import Checkpointer
 
@@ -34,4 +38,17 @@ def test_checkpointer_keeps_local_paths_absolute(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     ckpt = Checkpointer("run", every=1, async_save=False)
     assert str(ckpt.directory) == str(tmp_path / "run" / "checkpoints")
+    ckpt.close()
+
+
+def test_a_second_save_of_a_step_already_written_is_a_no_op(tmp_path):
+    """A SIGTERM landing right after a periodic save asks for that step again on the way out."""
+    model = nnx.Linear(2, 2, rngs=nnx.Rngs(0))
+    optimizer = nnx.Optimizer(model, optax.sgd(0.1), wrt=nnx.Param)
+    data = iter(grain.MapDataset.range(4).to_iter_dataset())
+    ckpt = Checkpointer(str(tmp_path), every=1, async_save=True)
+    assert ckpt.save(8, model, optimizer, data)
+    assert ckpt.save(8, model, optimizer, data, force=True) is False  # no StepAlreadyExistsError
+    ckpt.wait()
+    assert ckpt.latest_step() == 8
     ckpt.close()
