@@ -14,17 +14,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PYTHON=${PYTHON:-python3}
 WORKDIR=${WORKDIR:-runs/accelerator}
-if compgen -G ".whl/*.whl" >/dev/null; then
-  site=${ACCELERATOR_DEMO_SITE:-/tmp/lantern_site}
-  "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target "$site" .whl/*.whl
-  export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
-fi
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-export XLA_PYTHON_CLIENT_MEM_FRACTION=${XLA_PYTHON_CLIENT_MEM_FRACTION:-0.9}
-command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+source benchmarks/device_env.sh
 "$PYTHON" -c "import jax; print('devices:', jax.devices())"
 
 start=$(date +%s)

@@ -11,15 +11,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PYTHON=${PYTHON:-python3}
-if compgen -G ".whl/*.whl" >/dev/null; then
-  site=${GPU_CHECK_SITE:-/tmp/lantern_site}
-  "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target "$site" .whl/*.whl
-  export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
-fi
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-# Leave XLA room for its autotuning buffers (the defaults fit an 80 GB H100).
-export XLA_PYTHON_CLIENT_MEM_FRACTION=${XLA_PYTHON_CLIENT_MEM_FRACTION:-0.9}
-command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+source benchmarks/device_env.sh
 exec timeout "${GPU_CHECK_TIMEOUT:-480}" "$PYTHON" -u benchmarks/gpu_check.py "$@"
