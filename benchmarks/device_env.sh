@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by the device scripts (gpu_check.sh, accelerator_demo.sh) from the repository root: the
 # wheels in .whl/ (packages a JAX image lacks, fetched on a machine with network) go into a private
 # folder on PYTHONPATH, with the repository itself, and XLA keeps room for its autotuning buffers.
