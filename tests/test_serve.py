@@ -397,11 +397,12 @@ def test_timeout_answers_504_and_frees_the_queue(garbage_server, pairs):
         assert httpx.get(url + "/healthz").json()["status"] == "ok"
 
 
-def test_health_models_and_prometheus_metrics(server):
+def test_health_models_and_prometheus_metrics(server, pairs):
     from prometheus_client.parser import text_string_to_metric_families  # test-only reader
 
     url, _ = server
-    post(url, "/v1/fit", {"pairs": []})
+    post(url, "/v1/fit", {"pairs": []})  # 422; and one that succeeds, whatever ran before on this worker
+    assert post(url, "/v1/fit", {"pairs": [pairs[0].to_dict()]}).status_code == 200
     health = httpx.get(url + "/healthz").json()
     assert health["status"] == "ok" and health["classifier"] and health["explainer"]
     assert httpx.get(url + "/v1/models").json()["data"][0]["id"] == MODEL
