@@ -52,7 +52,7 @@ def role_duration(start: str, end: str | None, as_of: tuple[int, int] = AS_OF) -
 @dataclasses.dataclass(frozen=True)
 class Segment:
     text: str
-    kind: str  # "skill" | "summary" | "duty" | "headline"
+    kind: str  # "skill" | "summary" | "duty"
 
 
 def segments(member: MemberProfile) -> list[Segment]:
@@ -138,7 +138,7 @@ def skill_evidence(requirement: str, member: MemberProfile, limit: int = 2) -> l
         if s.kind == "skill" and text in names:
             return 0  # the skill itself, under any of its names
         if any(_contains(text, n) for n in names):  # a sentence naming it, or a broader skill
-            return {"duty": 1, "summary": 2, "headline": 3, "skill": 4}[s.kind]
+            return {"duty": 1, "summary": 2, "skill": 3}[s.kind]
         return None
 
     ranked = sorted((r, i) for i, r in enumerate(map(rank, segs)) if r is not None)
@@ -177,13 +177,11 @@ def requirements_of(pair: Pair) -> list[prompts.ExtractedRequirement]:
     return prompts.extract_requirements(pair.job.description, title=pair.job.title)
 
 
-def aligned_text(pair: Pair, *, headline: bool = True, short: bool = False) -> str:
+def aligned_text(pair: Pair, *, short: bool = False) -> str:
     """The classifier's input: job title, then each requirement by importance, each followed by
     its evidence lines ('> ...'). `short`: a skill requirement is written as the skill it names
     and roles and degrees without dates (fewer tokens: the encoder's cost is linear in them)."""
-    lines = [f"Job: {pair.job.title}"]
-    if headline:
-        lines.append(f"Member: {pair.member.headline}")
+    lines = [f"Job: {pair.job.title}", f"Member: {pair.member.headline}"]
     reqs = requirements_of(pair)
     for kind in IMPORTANCE:
         group = [r for r in reqs if r.importance == kind]
