@@ -58,7 +58,7 @@ def get_config(arg=None):
         # 330 leaves 300+ to score against the teacher
         "n_per_split": 40 if micro else 330,
         "n_explain": 4 if micro else 48,  # of those, how many the explainer generates for
-        "n_audit": 4 if micro else 8,  # pairs in the fairness / injection audit (lantern_jax.audit)
+        "n_audit": 2 if micro else 8,  # pairs in the fairness / injection audit (lantern_jax.audit)
         "max_new_tokens": 64 if micro else 600,
         # also decode under the Assessment schema (lantern_jax/guided.py) with this budget; 0 = off
         "guided_max_new_tokens": 256 if micro else 600,
@@ -94,7 +94,7 @@ def get_config(arg=None):
     # teacher's judgement; what fewer steps, a smaller rate or the compact profile give is in
     # docs/benchmarks.md (classifier recipe).
     c.classifier = train_config("classifier_kd")
-    c.classifier.model.update(source="minilm", pooling="mean", probe_examples=280 if micro else 384)
+    c.classifier.model.update(source="minilm", pooling="mean", probe_examples=128 if micro else 384)
     c.classifier.data.max_length = 224  # holds the aligned view's 99th percentile in MiniLM tokens
     c.classifier.train.update(steps=12 if micro else 100, batch_size=8 if micro else 16, log_every=10,
                               eval_every=50, checkpoint_every=50)

@@ -19,11 +19,11 @@ import os
 import pytest
 from filelock import FileLock
 
-from pipeline_fixtures import run_module
+from pipeline_fixtures import run_module, xla_flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+os.environ.setdefault("XLA_FLAGS", xla_flags(8))
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -41,5 +41,5 @@ def micro_run(tmp_path_factory):
     with FileLock(str(shared / "micro_run.lock")):
         if not log.exists():
             log.write_text(run_module("lantern_jax.pipeline", "--config", "configs/demo.py:micro",
-                                      "--workdir", str(workdir)))
+                                      "--workdir", str(workdir), optimize=True))
     return workdir, log.read_text()

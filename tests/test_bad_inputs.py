@@ -22,6 +22,7 @@ from fastapi import FastAPI
 from fastapi.responses import Response
 
 import train_fixtures
+from pipeline_fixtures import xla_flags
 from lantern_jax import config as config_lib
 from lantern_jax import train as train_lib
 from lantern_jax.train_log import read_metrics
@@ -345,7 +346,7 @@ def test_a_read_only_workdir_is_one_line_from_the_cli(data, finished_run, tmp_pa
     mount = f'mount --bind "{workdir}" "{workdir}" && mount -o remount,ro,bind "{workdir}" && exec "$0" "$@"'
     cmd = ["unshare", "--mount", "sh", "-c", mount, sys.executable, "-m", "lantern_jax.train",
            *cli_args(data, workdir, "--config.train.steps=16")]
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
+    env = {**os.environ, "XLA_FLAGS": xla_flags(1)}
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     if "mount" in proc.stderr and proc.returncode != 2:
         pytest.skip(f"no private mounts here: {proc.stderr.strip()[:200]}")

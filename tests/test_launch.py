@@ -14,6 +14,7 @@ import jax
 import pytest
 
 import train_fixtures
+from pipeline_fixtures import xla_flags
 from lantern_jax import config as config_lib
 from lantern_jax import train as train_lib
 from lantern_jax import train_log
@@ -184,7 +185,7 @@ def test_worker_entry_point_two_processes_on_localhost_match_one_process(tmp_pat
     port = free_port()
     # What `tpu_vm.sh train` starts on each worker, with the flags a GPU node gives instead of
     # TPU auto-detection: 2 processes x 2 CPU devices, one mesh data 2 x fsdp 2 across them.
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu",
+    env = {**os.environ, "XLA_FLAGS": xla_flags(2), "JAX_PLATFORMS": "cpu",
            "LANTERN_PYTHON": sys.executable}
     procs = []
     for i in range(2):

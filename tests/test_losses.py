@@ -160,9 +160,12 @@ def test_identities(seed, temp, scale):
         assert value >= -1e-6, (name, form)  # every divergence is ≥ 0
         if name == "tvd":
             assert value <= 1 + 1e-6, form
-    for name in NAMES:  # sparse with k = V is the dense divergence
+    # sparse with k = V is the dense divergence, to float32 rounding: the sparse forms renormalise
+    # the teacher's V logprobs, each already rounded to float32, where the dense form normalises its
+    # logits; they can differ by a few 1e-5 relative, which rtol=1e-5 let through only by chance
+    for name in NAMES:
         for est in ("renorm", "tail"):
-            np.testing.assert_allclose(got[name, f"{est}_k=V"], got[name, "dense"], rtol=1e-5, atol=1e-5)
+            np.testing.assert_allclose(got[name, f"{est}_k=V"], got[name, "dense"], rtol=1e-4, atol=1e-5)
     # the JSD ends are forward and reverse KL (their limits: test_jsd_limits_in_float64_reference)
     np.testing.assert_allclose(got["jsd", "beta=0.0"], got["forward_kl", "dense"], rtol=1e-6)
     np.testing.assert_allclose(got["jsd", "beta=1.0"], got["reverse_kl", "dense"], rtol=1e-6)

@@ -20,7 +20,7 @@ from jupyter_client import KernelManager
 from jupyter_client.kernelspec import KernelSpecManager
 from nbclient import NotebookClient
 
-from pipeline_fixtures import MICRO_STAGES, copy_run
+from pipeline_fixtures import MICRO_STAGES, copy_run, xla_flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOK = os.path.join(ROOT, "notebooks", "lantern_colab_tpu.ipynb")
@@ -76,7 +76,7 @@ def test_notebook_runs_the_pipeline_on_cpu(micro_run, tmp_path, monkeypatch):
     # The kernel inherits this environment: one CPU device, as a CPU runtime has (not conftest's 8
     # fake ones, which would shard the tiny batches on 2 cores).
     monkeypatch.setenv("JAX_PLATFORMS", "cpu")
-    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=1")
+    monkeypatch.setenv("XLA_FLAGS", xla_flags(1))
     kernels = tmp_path / "kernels"
     write_kernel_spec(str(kernels / "python3"))  # argv: [sys.executable, -m, ipykernel_launcher, ...]
     km = KernelManager(kernel_name="python3", kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernels)]))

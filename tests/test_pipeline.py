@@ -36,10 +36,11 @@ def test_micro_pipeline_end_to_end_then_skips(micro_run):
         assert test[ref]["n"] >= 30 and sum(map(sum, test[ref]["confusion"])) == test[ref]["n"]
     assert 0 <= test["ece"] <= 1 and metrics["classifier_temperature"] > 0
     # above chance: the three fit levels are balanced in the latent truth (13 / 13 / 14 here), so
-    # one class or a guess scores ~0.33; the micro classifier gets 0.53 (a random head: 0.33)
+    # one class, a guess or a random head scores ~0.33; these bars fail if learning breaks
     predicted = [sum(col) for col in zip(*test["vs_truth"]["confusion"])]
     assert sum(n > 0 for n in predicted) >= 2, predicted  # not one class for every pair
     assert test["vs_truth"]["accuracy"] > 0.42 and test["vs_truth"]["macro_f1"] > 0.35
+    assert test["vs_teacher"]["accuracy"] > 0.42  # agreement with the black-box teacher
     assert math.isfinite(metrics["classifier_ms_per_pair"]) and math.isfinite(metrics["explainer_ms_per_token"])
     assert metrics["splits"]["test"]["explainer"]["n"] == 4
     guided = metrics["splits"]["test"]["explainer_guided"]  # schema-guided: every output parses

@@ -12,6 +12,7 @@ import jax
 import pytest
 
 import train_fixtures
+from pipeline_fixtures import xla_flags
 from lantern_jax import config as config_lib
 from lantern_jax import train as train_lib
 from lantern_jax import train_log
@@ -71,7 +72,7 @@ def run_cli(workdir, data, *extra, env=None, wait=True):
            "--config.train.steps=16", "--config.train.batch_size=8", "--config.train.log_every=1",
            "--config.train.eval_every=100", "--config.train.checkpoint_every=4", "--config.train.export=False",
            "--config.optim.warmup_steps=2", *extra]
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1", **(env or {})}
+    env = {**os.environ, "XLA_FLAGS": xla_flags(1), **(env or {})}
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if wait:
         out, _ = proc.communicate(timeout=600)
@@ -140,7 +141,7 @@ def free_port():
 @pytest.mark.subprocess
 def test_two_processes_train_checkpoint_and_resume(data, tmp_path):
     port = free_port()
-    env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
+    env = {"XLA_FLAGS": xla_flags(2), "JAX_PLATFORMS": "cpu"}
 
     def launch(steps):
         procs = [run_cli(tmp_path / "mp", data, "--distributed", f"--coordinator_address=127.0.0.1:{port}",

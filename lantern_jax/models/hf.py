@@ -149,8 +149,10 @@ def model_from_state(config: Mapping[str, Any], tensors: Callable[[str], np.ndar
                                       f"expected one giving {tuple(expected)} for {path}")
             if layer is None:
                 host[path] = part
-            else:
-                host.setdefault(path, np.empty(target.shape, np.float32))[layer] = part
+            else:  # zeros, not np.empty: a slot no tensor fills (ModernBERT's layer 0 has no
+                # attention norm) is skipped by a where() that still differentiates through it,
+                # so garbage there (NaN) would turn every gradient below it into NaN
+                host.setdefault(path, np.zeros(target.shape, np.float32))[layer] = part
     if missing_head:
         log.info("%s: classifier head not in checkpoint, initialised randomly: %s", source, missing_head)
     used = set(name_of.values())
