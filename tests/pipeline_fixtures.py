@@ -11,8 +11,8 @@ MICRO_STAGES = ("data", "blackbox", "seed", "inhouse", "d_t", "explainer", "clas
 def xla_flags(devices: int, optimize: bool = False) -> str:
     """XLA_FLAGS for a test process: `devices` fake CPU devices and, unless `optimize`, no backend
     optimisation. Test programs are tiny and mostly compiled once, so LLVM's optimisation passes
-    cost more than they save (a third of tests/test_models.py's CPU time); a process that runs
-    real-size steps (the micro pipeline's MiniLM) passes optimize=True."""
+    cost more than they save (docs/benchmarks.md, "What the suite's time is made of"); a process
+    that runs many real-size steps (the micro pipeline's MiniLM) passes optimize=True."""
     flags = f"--xla_force_host_platform_device_count={devices}"
     return flags if optimize else f"{flags} --xla_backend_optimization_level=0"
 
