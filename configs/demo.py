@@ -34,10 +34,10 @@ def get_config(arg=None):
                       if micro else
                       {"train": 0.72, "dev": 0.07, "test": 0.07, "heldout_occupation": 0.07, "heldout_company": 0.07})})
     c.blackbox = ml_collections.ConfigDict({
-        "n_seed": 280 if micro else 840,  # the first train pairs: quality gates -> D_seed
+        "n_seed": 160 if micro else 840,  # the first train pairs: quality gates -> D_seed
         # the first train pairs the classifier learns from: its labels cost the black-box teacher
         # nothing here, and matching takes a few thousand examples to learn (docs/benchmarks.md)
-        "n_cls": 280 if micro else 3000,
+        "n_cls": 160 if micro else 3000,
         "concurrency": 16, "top_logprobs": 5,
         # every token's alternatives stay in the response cache; the records keep none of them
         # (the pipeline reads only the fit-level token's distribution; set 5 for teacher/align.py)
@@ -58,7 +58,7 @@ def get_config(arg=None):
         # 330 leaves 300+ to score against the teacher
         "n_per_split": 40 if micro else 330,
         "n_explain": 4 if micro else 48,  # of those, how many the explainer generates for
-        "n_audit": 2 if micro else 8,  # pairs in the fairness / injection audit (lantern_jax.audit)
+        "n_audit": 1 if micro else 8,  # pairs in the fairness / injection audit (lantern_jax.audit)
         "max_new_tokens": 64 if micro else 600,
         # also decode under the Assessment schema (lantern_jax/guided.py) with this budget; 0 = off
         "guided_max_new_tokens": 256 if micro else 600,

@@ -1,5 +1,6 @@
 """launch/: the exact gcloud commands of a 2-worker v4-16 slice, one-line errors for bad input,
-shellcheck-clean scripts, and the worker entry point run as 2 processes on localhost."""
+shellcheck-clean scripts, and the worker entry point run as 2 processes on localhost (equal to one
+process, a sharded checkpoint, a resume)."""
 import glob
 import json
 import math
@@ -22,6 +23,7 @@ from lantern_jax import train_log
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAUNCHER = os.path.join(ROOT, "launch", "tpu_vm.py")
 WORKER = os.path.join(ROOT, "launch", "worker.sh")
+CONFIG = os.path.join(ROOT, "configs/explainer_kd.py:local")
 # v4-16: 8 chips (16 TensorCores) on 2 workers.
 SLICE = ["--project=lantern-proj", "--zone=us-central2-b", "--name=lantern-v4"]
 SSH = "gcloud compute tpus tpu-vm ssh lantern-v4 --project=lantern-proj --zone=us-central2-b"
@@ -162,7 +164,7 @@ def test_shell_scripts_are_shellcheck_clean():
 
 TINY = ["--config.model.init.hidden_size=32", "--config.model.init.num_layers=2",
         "--config.model.init.intermediate_size=64", "--config.data.topk=4", "--config.data.max_length=192",
-        "--config.train.steps=4", "--config.train.batch_size=8", "--config.train.log_every=1",
+        "--config.train.batch_size=8", "--config.train.log_every=1",
         "--config.train.eval_every=100", "--config.train.checkpoint_every=4", "--config.train.export=False",
         "--config.optim.warmup_steps=2", "--config.mesh.data=2", "--config.mesh.fsdp=2",
         "--config.data.eval_split="]  # no eval: one compile less
@@ -174,44 +176,60 @@ def free_port():
         return s.getsockname()[1]
 
 
-@pytest.mark.skipif(jax.device_count() < 4, reason="the one-process reference needs 4 devices")
-@pytest.mark.slow
-@pytest.mark.subprocess
-def test_worker_entry_point_two_processes_on_localhost_match_one_process(tmp_path):
-    data_dir, tokenizer = train_fixtures.build(str(tmp_path / "fixtures"))
-    config = os.path.join(ROOT, "configs/explainer_kd.py:local")
-    overrides = [f"--config.data.dir={data_dir}", f"--config.model.tokenizer={tokenizer}", *TINY]
-    workdir = tmp_path / "two"
-    port = free_port()
-    # What `tpu_vm.sh train` starts on each worker, with the flags a GPU node gives instead of
-    # TPU auto-detection: 2 processes x 2 CPU devices, one mesh data 2 x fsdp 2 across them.
-    env = {**os.environ, "XLA_FLAGS": xla_flags(2), "JAX_PLATFORMS": "cpu",
-           "LANTERN_PYTHON": sys.executable}
-    procs = []
+def start_workers(workdir, overrides, log_dir, steps):
+    """What `tpu_vm.sh train` starts on each worker, with the flags a GPU node gives instead of TPU
+    auto-detection: 2 processes x 2 CPU devices, one mesh data 2 x fsdp 2 across them."""
+    env = {**os.environ, "XLA_FLAGS": xla_flags(2), "JAX_PLATFORMS": "cpu", "LANTERN_PYTHON": sys.executable}
+    port, procs = free_port(), []
     for i in range(2):
-        with open(tmp_path / f"process{i}.log", "w") as log:  # a file: a pipe could fill up and stall
+        with open(log_dir / f"process{i}-{steps}.log", "w") as log:  # a file: a pipe could fill up and stall
             procs.append(subprocess.Popen(
-                [WORKER, "--config", config, "--workdir", str(workdir), *overrides, "--coordinator_address",
-                 f"localhost:{port}", "--num_processes", "2", "--process_id", str(i)],
-                cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT))
+                [WORKER, "--config", CONFIG, "--workdir", str(workdir), *overrides, f"--config.train.steps={steps}",
+                 "--coordinator_address", f"localhost:{port}", "--num_processes", "2", "--process_id", str(i)],
+                cwd=log_dir, env=env, stdout=log, stderr=subprocess.STDOUT))
+    return procs
+
+
+def finish(procs, log_dir, steps):
+    """Each process's output, after asserting that all exited 0 (killing any left after 300 s)."""
     try:
-        # Meanwhile, the reference: one process on 4 of this test's devices, same mesh and config.
-        reference = config_lib.load_config(config, overrides)
-        train_lib.train(reference, str(tmp_path / "one"), devices=jax.devices()[:4])
         for p in procs:
             p.wait(timeout=300)
     finally:
         for p in procs:
             if p.poll() is None:
                 p.kill()
-    outs = [(tmp_path / f"process{i}.log").read_text() for i in range(2)]
+    outs = [(log_dir / f"process{i}-{steps}.log").read_text() for i in range(len(procs))]
     for p, out in zip(procs, outs):
         assert p.returncode == 0, out[-3000:]
-    assert "steps 0->4" in outs[0]
-    assert "4" in os.listdir(workdir / "checkpoints")
+    return outs
+
+
+@pytest.mark.skipif(jax.device_count() < 4, reason="the one-process reference needs 4 devices")
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_worker_entry_point_two_processes_match_one_process_checkpoint_and_resume(tmp_path):
+    data_dir, tokenizer = train_fixtures.build(str(tmp_path / "fixtures"))
+    overrides = [f"--config.data.dir={data_dir}", f"--config.model.tokenizer={tokenizer}", *TINY]
+    workdir = tmp_path / "two"
+    procs = start_workers(workdir, overrides, tmp_path, steps=8)
+    try:  # meanwhile, the reference: one process on 4 of this test's devices, same mesh and config
+        reference = config_lib.load_config(CONFIG, [*overrides, "--config.train.steps=8"])
+        train_lib.train(reference, str(tmp_path / "one"), devices=jax.devices()[:4])
+    finally:
+        outs = finish(procs, tmp_path, steps=8)
+    assert "steps 0->8" in outs[0]
+    assert sorted(os.listdir(workdir / "checkpoints")) == ["4", "8"]
     two, one = (train_log.read_metrics(str(d))["train"] for d in (workdir, tmp_path / "one"))
-    assert [r["step"] for r in two] == [1, 2, 3, 4]
+    assert [r["step"] for r in two] == list(range(1, 9))
     assert all(math.isfinite(r[k]) for r in two for k in ("loss", "ce", "kd", "grad_norm"))
     for a, b in zip(two, one):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-5), (a, b)
     assert json.loads((workdir / "config.json").read_text())["mesh"] == {"data": 2, "fsdp": 2, "tensor": 1}
+
+    # both processes restore step 8 of the sharded checkpoint and go on; steps 1..8 stay logged as they were
+    outs = finish(start_workers(workdir, overrides, tmp_path, steps=12), tmp_path, steps=12)
+    assert "steps 8->12" in outs[0]
+    resumed = {r["step"]: r["loss"] for r in train_log.read_metrics(str(workdir))["train"]}
+    assert sorted(resumed) == list(range(1, 13)) and all(resumed[r["step"]] == r["loss"] for r in two)
+    assert resumed[12] < resumed[1]

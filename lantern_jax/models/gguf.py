@@ -4,14 +4,16 @@ A GGUF file is llama.cpp's single-file checkpoint: metadata (hyper-parameters, v
 chat template) followed by (usually quantized) tensors under llama.cpp's names. `read_gguf` turns it
 into what a Hugging Face checkpoint folder would hold -- a `config.json` dict, float32 tensors under
 HF names and layouts, and a tokenizer -- which `models.sources` hands to the same builder as HF
-folders. This module needs no JAX: `gguf` and `tokenizers` / `transformers` (imported where used,
-as they are slow to import) are all it reads with. No torch anywhere.
+folders. This module needs no JAX: its own metadata parser, `gguf`'s quantization kernels and
+`tokenizers` / `transformers` (imported where used, as they are slow to import) are all it reads
+with. No torch anywhere.
 """
 from __future__ import annotations
 
 import dataclasses
 import importlib.util
 import os
+import struct
 from collections.abc import Mapping
 from typing import Any
 
@@ -79,16 +81,16 @@ def read_gguf(path: str | os.PathLike) -> GGUFCheckpoint:
     truncated file, an unsupported architecture or tokenizer, and a missing or misshapen tensor.
     """
     path = os.fspath(path)
-    reader = _open(path)
-    config = _config(reader, path)
-    return GGUFCheckpoint(config, _tensors(reader, config, path), _tokenizer(reader, config, path))
+    gguf_file = _open(path)
+    config = _config(gguf_file, path)
+    return GGUFCheckpoint(config, _tensors(gguf_file, config, path), _tokenizer(gguf_file, config, path))
 
 
 def load_gguf_tokenizer(path: str | os.PathLike):
     """Only the tokenizer of a GGUF file (no tensors are dequantized)."""
     path = os.fspath(path)
-    reader = _open(path)
-    return _tokenizer(reader, _config(reader, path), path)
+    gguf_file = _open(path)
+    return _tokenizer(gguf_file, _config(gguf_file, path), path)
 
 
 # ---------------------------------------------------------------------------------------- reading
@@ -98,7 +100,7 @@ def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
 
-def _open(path: str):
+def _open(path: str) -> _File:
     if not os.path.exists(path):
         raise CheckpointError(f"{path}: no such file")
     if not os.path.isfile(path):
@@ -107,14 +109,103 @@ def _open(path: str):
         magic = f.read(4)
     if magic != b"GGUF":
         raise CheckpointError(f"{path}: not a GGUF file (starts with {magic!r}, expected b'GGUF')")
-
-    from gguf import GGUFReader  # pure Python, but it pulls in yaml etc.: keep module import light
-
     try:
-        return GGUFReader(path)
-    except Exception as e:  # bare ValueError/IndexError/struct errors on bad or missing bytes
+        return _File(path)
+    except Exception as e:  # struct/Unicode/Value errors on bad or missing bytes
         size = os.path.getsize(path)
         raise CheckpointError(f"{path}: corrupt or truncated GGUF file of {size} bytes ({_one_line(e)})") from e
+
+
+@dataclasses.dataclass
+class _Tensor:
+    name: str
+    shape: tuple[int, ...]  # ggml order: the fastest-moving dimension first
+    tensor_type: Any  # gguf.GGMLQuantizationType
+    data: np.ndarray  # a view of the file's map, as `gguf.quants.dequantize` takes it
+
+
+class _File:
+    """A little-endian GGUF file (versions 2 and 3): its metadata as Python values and its tensors
+    as views of a read-only map. The `gguf` package's own reader builds a numpy view per element of
+    every array (seconds for a 49k-token vocabulary); this one decodes strings straight from the
+    bytes and keeps `gguf` for the quantization tables and kernels."""
+
+    _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q",
+                12: "<d"}
+    _STRING, _ARRAY = 8, 9
+    _DENSE = {"F16": np.float16, "F32": np.float32, "F64": np.float64, "I8": np.int8, "I16": np.int16,
+              "I32": np.int32, "I64": np.int64}  # ggml types stored as plain arrays, the rest as bytes
+
+    def __init__(self, path: str):
+        from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+        from gguf.quants import quant_shape_to_byte_shape
+
+        self.map = np.memmap(path, dtype=np.uint8, mode="r")
+        self.buf, self.pos = memoryview(self.map), 4
+        version = self._unpack("<I")
+        if version & 0xFFFF == 0:
+            raise ValueError("big-endian GGUF files are not supported")
+        if version not in (2, 3):
+            raise ValueError(f"GGUF version {version} is not supported (2 and 3 are)")
+        n_tensors, n_fields = self._unpack("<Q"), self._unpack("<Q")
+        self.fields = {}
+        for _ in range(n_fields):
+            key = self._string()
+            self.fields[key] = self._value(self._unpack("<I"))
+        infos = []
+        for _ in range(n_tensors):
+            name = self._string()
+            shape = tuple(self._unpack("<Q") for _ in range(self._unpack("<I")))
+            infos.append((name, shape, GGMLQuantizationType(self._unpack("<I")), self._unpack("<Q")))
+        if len({name for name, *_ in infos}) != len(infos):
+            raise ValueError("duplicate tensor names")
+        alignment = self.fields.get("general.alignment", 32)
+        if not isinstance(alignment, int) or alignment <= 0 or alignment & (alignment - 1):
+            raise ValueError(f"general.alignment {alignment!r} is not a power of two")
+        start = -(-self.pos // alignment) * alignment
+        self.tensors = []
+        for name, shape, kind, offset in infos:
+            n = int(np.prod(shape))
+            block, size = GGML_QUANT_SIZES[kind]
+            dims = tuple(reversed(shape))
+            if kind.name in self._DENSE:
+                dtype = np.dtype(self._DENSE[kind.name])
+            else:
+                dtype, dims = np.dtype(np.uint8), quant_shape_to_byte_shape(dims, kind)
+            first, n_bytes = start + offset, n * size // block
+            if first + n_bytes > len(self.map):
+                raise ValueError(f"tensor {name} ends at byte {first + n_bytes}, past the end of the file")
+            data = self.map[first:first + n_bytes].view(dtype).reshape(dims)
+            self.tensors.append(_Tensor(name, shape, kind, data))
+
+    def _unpack(self, fmt: str):
+        (value,) = struct.unpack_from(fmt, self.buf, self.pos)
+        self.pos += struct.calcsize(fmt)
+        return value
+
+    def _string(self) -> str:
+        n = self._unpack("<Q")
+        if self.pos + n > len(self.buf):
+            raise ValueError(f"a string of {n} bytes runs past the end of the file")
+        self.pos += n
+        return bytes(self.buf[self.pos - n:self.pos]).decode("utf-8")
+
+    def _value(self, kind: int):
+        if kind == self._STRING:
+            return self._string()
+        if kind == self._ARRAY:
+            item, n = self._unpack("<I"), self._unpack("<Q")
+            if item in self._SCALARS:  # a numeric array in one read
+                dtype = np.dtype(self._SCALARS[item])
+                if self.pos + n * dtype.itemsize > len(self.buf):
+                    raise ValueError(f"an array of {n} values runs past the end of the file")
+                values = np.frombuffer(self.buf, dtype, n, self.pos)
+                self.pos += n * dtype.itemsize
+                return values.tolist()
+            return [self._value(item) for _ in range(n)]
+        if kind not in self._SCALARS:
+            raise ValueError(f"unknown GGUF value type {kind}")
+        return self._unpack(self._SCALARS[kind])
 
 
 class _Meta:
@@ -122,25 +213,21 @@ class _Meta:
 
     _missing = object()
 
-    def __init__(self, reader, path: str):
-        self.fields, self.path = reader.fields, path
+    def __init__(self, gguf_file: _File, path: str):
+        self.fields, self.path = gguf_file.fields, path
 
     def __call__(self, key: str, default: Any = _missing) -> Any:
-        field = self.fields.get(key)
-        if field is None:
+        if key not in self.fields:
             if default is self._missing:
                 raise CheckpointError(f"{self.path}: GGUF metadata has no {key!r}")
             return default
-        try:
-            return field.contents()
-        except Exception as e:
-            raise CheckpointError(f"{self.path}: unreadable GGUF metadata {key!r} ({_one_line(e)})") from e
+        return self.fields[key]
 
     def int(self, key: str, default: Any = _missing) -> Any:
         value = self(key, default)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
             raise CheckpointError(f"{self.path}: GGUF metadata {key!r} = {value!r} is not a single integer")
-        return None if value is None else int(value)
+        return value
 
 
 def _f32(value: float) -> float:
@@ -149,8 +236,8 @@ def _f32(value: float) -> float:
     return float(str(np.float32(value)))
 
 
-def _config(reader, path: str) -> dict[str, Any]:
-    meta = _Meta(reader, path)
+def _config(gguf_file: _File, path: str) -> dict[str, Any]:
+    meta = _Meta(gguf_file, path)
     arch = meta("general.architecture")
     if arch != "llama":
         raise CheckpointError(f"{path}: unsupported GGUF architecture {arch!r} (only 'llama' is supported)")
@@ -167,8 +254,8 @@ def _config(reader, path: str) -> dict[str, Any]:
     if rope_scaling != "none":
         raise CheckpointError(f"{path}: RoPE scaling {rope_scaling!r} is not supported")
 
-    tensor_names = {t.name for t in reader.tensors}
-    n_tokens = len(reader.fields["tokenizer.ggml.tokens"].data) if "tokenizer.ggml.tokens" in reader.fields else None
+    tensor_names = {t.name for t in gguf_file.tensors}
+    n_tokens = len(meta("tokenizer.ggml.tokens", ())) or None
     vocab = meta.int("llama.vocab_size", n_tokens)
     if vocab is None:
         raise CheckpointError(f"{path}: GGUF metadata gives neither llama.vocab_size nor a vocabulary")
@@ -248,12 +335,12 @@ def _unpermute_rows(weight: np.ndarray, n_heads: int) -> np.ndarray:
     return weight.reshape(n_heads, half, 2, cols).transpose(0, 2, 1, 3).reshape(rows, cols)
 
 
-def _tensors(reader, config: Mapping[str, Any], path: str) -> dict[str, np.ndarray]:
+def _tensors(gguf_file: _File, config: Mapping[str, Any], path: str) -> dict[str, np.ndarray]:
     from gguf.quants import dequantize
 
     expected = _expected_shapes(config)
     tensors: dict[str, np.ndarray] = {}
-    for t in reader.tensors:
+    for t in gguf_file.tensors:
         name = _hf_name(t.name)
         if name is None or name not in expected:
             raise CheckpointError(f"{path}: unexpected tensor {t.name} for a {config['num_hidden_layers']}-layer llama")
@@ -284,12 +371,12 @@ def _tensors(reader, config: Mapping[str, Any], path: str) -> dict[str, np.ndarr
 # -------------------------------------------------------------------------------------- tokenizer
 
 
-def _tokenizer(reader, config: Mapping[str, Any], path: str):
+def _tokenizer(gguf_file: _File, config: Mapping[str, Any], path: str):
     """A fast tokenizer rebuilt from the GGUF vocabulary and merges (GPT-2 byte-level BPE)."""
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    meta = _Meta(reader, path)
+    meta = _Meta(gguf_file, path)
     kind, pre = meta("tokenizer.ggml.model"), meta("tokenizer.ggml.pre", "gpt-2")
     if kind != "gpt2":
         raise CheckpointError(f"{path}: tokenizer model {kind!r} is not supported (only byte-level BPE 'gpt2')")
