@@ -21,7 +21,8 @@ import sys
 import jax
 import numpy as np
 
-from lantern_jax import audit, cli, curves, inference, report, scoring
+from lantern_jax import audit, cli, curves, guided, inference, report, scoring
+from lantern_jax.config import ConfigError
 from lantern_jax.data import records, views
 from lantern_jax.data.rundir import EVAL_SPLITS, RunDir
 from lantern_jax.data.schema import FIT_LEVELS
@@ -37,6 +38,11 @@ def run(cfg, wd: RunDir) -> dict:
     splits = {s: wd.pairs(s)[:n] for s in ("dev", *EVAL_SPLITS)}
     metrics: dict = {"preset": cfg.get("preset", "custom"), "splits": {}}
 
+    lm, lm_tok = sources.load(wd.export("explainer"))
+    guided_tokens = cfg.evaluate.get("guided_max_new_tokens", 0)  # 0: raw outputs only
+    if guided_tokens and (problem := guided.budget_problem(lm_tok, lm.cfg.vocab_size, guided_tokens)):
+        raise ConfigError(f"config key 'evaluate.guided_max_new_tokens': {problem}")  # before any scoring
+
     clf, clf_tok = sources.load(wd.export("classifier"))
     max_len = cfg.classifier.data.max_length
     logits = {s: inference.classify(clf, clf_tok, [views.classifier_text(p) for p in ps], max_length=max_len,
@@ -47,8 +53,6 @@ def run(cfg, wd: RunDir) -> dict:
     metrics["classifier_temperature"] = temperature
     metrics["classifier_ms_per_pair"] = float(np.mean([v[1] for v in logits.values()]))
 
-    lm, lm_tok = sources.load(wd.export("explainer"))
-    guided_tokens = cfg.evaluate.get("guided_max_new_tokens", 0)  # 0: raw outputs only
     reliability = {}
     for split in EVAL_SPLITS:
         ps = splits[split]

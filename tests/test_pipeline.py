@@ -8,7 +8,8 @@ import math
 
 import pytest
 
-from pipeline_fixtures import MICRO_STAGES, run_module
+from lantern_jax import pipeline
+from pipeline_fixtures import MICRO_STAGES, copy_run, run_module
 
 pytestmark = [pytest.mark.slow, pytest.mark.subprocess, pytest.mark.real_weights,
               pytest.mark.xdist_group("micro_run")]
@@ -54,3 +55,16 @@ def test_micro_pipeline_end_to_end_then_skips(micro_run):
 
     again = run_module("lantern_jax.pipeline", "--config", "configs/demo.py:micro", "--workdir", str(run))
     assert again.count("done, skipped") == 8
+
+
+def test_a_guided_budget_too_small_is_one_line_before_evaluation_starts(micro_run, tmp_path, capsys):
+    """The budget needed depends on the explainer's tokenizer, so it is checked once the evaluate
+    stage has loaded it, before any pair is scored; the finished stages stay done."""
+    run = copy_run(micro_run[0], tmp_path)
+    (run / "evaluate" / "DONE.json").unlink()
+    argv = ["--config", "configs/demo.py:micro", "--workdir", str(run), "--config.evaluate.guided_max_new_tokens=128"]
+    assert pipeline.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: config key 'evaluate.guided_max_new_tokens': guided: max_new_tokens=128 can't "
+                          "hold one requirement") and "\n" not in err, err
+    assert all((run / stage / "DONE.json").exists() for stage in MICRO_STAGES[:-1])
