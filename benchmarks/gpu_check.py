@@ -318,7 +318,7 @@ def hf_generation_figures(args, model, ours: dict) -> dict:
             times.append(time.perf_counter() - tic)
         dt = statistics.median(times)
         # Random weights give near-uniform logits: bf16 near-ties flip later argmaxes, so only the
-        # first generated token is a fair check here (tests/test_generate_hf.py checks whole
+        # first generated token is a fair check here (tests/test_smollm2.py checks whole
         # greedy sequences on real weights).
         same = [a[0] == c[0] for a, c in zip(ours[f"batch{b}"]["tokens"], first[:, args.prompt_len:].tolist())]
         out[f"batch{b}"] = r = {"tokens_per_s": b * args.new_tokens / dt, "seconds": dt,

