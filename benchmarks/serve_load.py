@@ -29,7 +29,7 @@ import time
 import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
-from lantern_jax.data import prompts, synth
+from lantern_jax.data import pointers, synth
 from lantern_jax.data.tokenizer import train_tokenizer
 
 
@@ -42,7 +42,7 @@ def build_exports(root: str, n_pairs: int) -> list[dict]:
     from lantern_jax.models.encoder import Classifier, ClassifierConfig, EncoderConfig  # noqa: PLC0415
 
     pairs = synth.generate_pairs(n_pairs, seed=5)
-    texts = [json.dumps(prompts.inhouse_messages(p)) for p in pairs]
+    texts = [json.dumps(pointers.inhouse_messages(p)) for p in pairs]
     tok = train_tokenizer(texts, vocab_size=2048)
     enc = EncoderConfig(vocab_size=len(tok), hidden_size=64, num_layers=2, num_heads=4, intermediate_size=128)
     hf.save_hf(Classifier(ClassifierConfig(enc), rngs=nnx.Rngs(0)), os.path.join(root, "classifier"), tokenizer=tok)

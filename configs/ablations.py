@@ -33,6 +33,7 @@ def get_config(arg=None):
     # The base budgets the table in docs/benchmarks.md was measured with, pinned here so that
     # trimming the demo's own time budget doesn't silently change the ablation base.
     c.base.inhouse.train.steps = 20 if micro else 70
+    c.base.explainer.model.update(source="init", keep_layers=())  # every cell's student from random init
     c.base.d_t.n_train = 32 if micro else 96
 
     # Per-cell student budget: short runs, many of them; every cell of a group gets the same one.

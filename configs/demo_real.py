@@ -37,6 +37,7 @@ def get_config(arg=None):
                            checkpoint_every=2 if micro else 10, eval_batches=1 if micro else 2)
     c.inhouse.optim.update(lr=5e-5, warmup_steps=1 if micro else 5)
 
-    c.explainer.model.tokenizer = "smollm2"  # the teacher's vocabulary (49,152 tokens)
+    # random init on the teacher's vocabulary (49,152 tokens), so its top-k is in it
+    c.explainer.model.update(source="init", keep_layers=(), tokenizer="smollm2")
     c.explainer.data.max_length = 256 if micro else 1536
     return c

@@ -38,8 +38,9 @@ Judges:
               unknown prompt). It cannot judge a counterfactual, and such cues are reported as n/a
               with the number declined, never as 0 flips. A real teacher (`--teacher-url`) judges all.
   inhouse     the in-house teacher (the decoder fine-tuned on D_seed that wrote D_t), judged as the
-              explainer is: the teacher the students actually learned from, and one that reads the
-              counterfactual text.
+              explainer is: the teacher the students actually learned from. Both read the tagged
+              view (`data/pointers.py`: the headline and the evidence lines), so a cue outside it
+              cannot flip them.
   classifier  argmax of `inference.classify` on `views.classifier_text`. Pairs whose two inputs
               are the same once truncated to its max_length (the cue is not in what it reads) are
               not counted ("cue unseen"): it cannot flip on them.

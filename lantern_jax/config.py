@@ -154,6 +154,7 @@ def train_config(task: str) -> ml_collections.ConfigDict:
     c.model.source = "init"
     c.model.kind = "classifier" if task == "classifier_kd" else "lm"
     c.model.tokenizer = ""  # "" = the source's own; else a folder, "smollm2" or "minilm"
+    c.model.keep_layers = ()  # pretrained sources: build only these layers (a student cut from its teacher)
     c.model.init = ml_collections.ConfigDict({
         "arch": "encoder" if task == "classifier_kd" else "decoder", "family": "",
         "vocab_size": 0,  # 0 = the tokenizer's size

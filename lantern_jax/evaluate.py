@@ -23,7 +23,7 @@ import numpy as np
 
 from lantern_jax import audit, cli, curves, guided, inference, report, scoring
 from lantern_jax.config import ConfigError
-from lantern_jax.data import records, views
+from lantern_jax.data import pointers, records, views
 from lantern_jax.data.rundir import EVAL_SPLITS, RunDir
 from lantern_jax.data.schema import FIT_LEVELS
 from lantern_jax.models import sources
@@ -106,7 +106,8 @@ def inhouse_metrics(wd: RunDir, teacher: dict) -> dict:
     rate, fit accuracy and ROUGE-L against the black-box teacher."""
     written = records.read_jsonl(wd("d_t", "dev.jsonl"), missing_ok=True)
     pairs = wd.all_pairs()
-    m = scoring.explainer_metrics([r["generated_text"] for r in written], [teacher.get(r["pair_id"]) for r in written],
+    texts = [pointers.expand(r["generated_text"], pairs[r["pair_id"]]) for r in written]
+    m = scoring.explainer_metrics(texts, [teacher.get(r["pair_id"]) for r in written],
                                   [pairs[r["pair_id"]].truth["fit_level"] for r in written])
     m.pop("_levels"), m.pop("_per_pair")
     return {"parse_rate": m.pop("structure_validity"), **m}

@@ -15,7 +15,7 @@ from flax import nnx
 from tqdm import tqdm
 
 from lantern_jax import guided as guided_lib
-from lantern_jax.data import prompts
+from lantern_jax.data import pointers
 from lantern_jax.data.input_pipeline import prompt_ids
 from lantern_jax.generate import SamplingConfig, generate_ids
 
@@ -42,7 +42,7 @@ def explain(model, tokenizer, pairs, *, max_new_tokens: int, batch: int = 32, gu
     """Greedy explainer outputs for the in-house prompt of each pair; `guided`: decoded under the
     Assessment schema (lantern_jax/guided.py), so every output parses."""
     cfg = SamplingConfig(max_new_tokens=max_new_tokens)
-    ids = [prompt_ids(tokenizer, prompts.inhouse_messages(p)) for p in pairs]
+    ids = [prompt_ids(tokenizer, pointers.inhouse_messages(p)) for p in pairs]
     texts = []
     with tqdm(total=len(ids), desc=desc, unit="pair", disable=desc is None, leave=False) as bar:
         for start in range(0, len(ids), batch):
@@ -53,12 +53,12 @@ def explain(model, tokenizer, pairs, *, max_new_tokens: int, batch: int = 32, gu
                 outs = generate_ids(model, chunk, [tokenizer.eos_token_id], cfg, pad_id=tokenizer.pad_token_id)
                 texts += [tokenizer.decode(o[0], skip_special_tokens=True) for o in outs]
             bar.update(len(chunk))
-    return texts
+    return [pointers.expand(t, p) for t, p in zip(texts, pairs)]
 
 
 def generation_latency(model, tokenizer, pairs, *, max_new_tokens: int) -> float:
     """ms per generated token for one batch, measured on its second run (the first compiles)."""
-    ids = [prompt_ids(tokenizer, prompts.inhouse_messages(p)) for p in pairs]
+    ids = [prompt_ids(tokenizer, pointers.inhouse_messages(p)) for p in pairs]
     cfg = SamplingConfig(max_new_tokens=max_new_tokens)
     run = lambda: generate_ids(model, ids, [tokenizer.eos_token_id], cfg, pad_id=tokenizer.pad_token_id)  # noqa: E731
     run()

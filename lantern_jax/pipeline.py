@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -27,7 +28,7 @@ import ml_collections
 from lantern_jax import blackbox, cli, curves, evaluate, stages
 from lantern_jax import train as train_lib
 from lantern_jax.config import ConfigError
-from lantern_jax.data import datasets, prompts, records, synth, views
+from lantern_jax.data import datasets, pointers, prompts, records, synth, views
 from lantern_jax.data.rundir import EVAL_SPLITS, RunDir
 from lantern_jax.data.schema import FIT_LEVELS, DataError
 from lantern_jax.data.tokenizer import train_tokenizer
@@ -77,13 +78,13 @@ def stage_seed(cfg, wd: RunDir) -> dict:
                      for r in results]
     seed = hitl.build_seed(teacher_records, decisions)
     hitl.write_seed(wd("seed", "seed.jsonl"), seed)
-    entries = hitl.d_seed_records(seed, pairs, messages=prompts.inhouse_messages)
+    entries = hitl.d_seed_records(seed, pairs, messages=pointers.inhouse_messages, target=pointers.encode)
     n_dev = max(1, len(entries) // 10)
     datasets.write_dataset("d_seed", {"train": entries[n_dev:], "dev": entries[:n_dev]},
                            wd.tfds, overwrite=True)
     texts = [json.loads(e["prompt"])[0]["content"] + "\n" + e["target"] for e in entries]
     texts += [prompts.render_member(p.member) for p in wd.pairs("train")]
-    train_tokenizer(texts, cfg.tokenizer.vocab_size).save_pretrained(wd.tokenizer)
+    train_tokenizer(texts, cfg.tokenizer.vocab_size, pointers.TOKENS).save_pretrained(wd.tokenizer)
     return {"gates": counts, "accepted": len(seed), "review_files": [jsonl, csv_path]}
 
 
@@ -95,6 +96,9 @@ def resolve_train_config(cfg: ml_collections.ConfigDict, wd: RunDir) -> ml_colle
         run.model.tokenizer = run.model.tokenizer or wd.tokenizer
     if run.model.tokenizer == "domain":
         run.model.tokenizer = wd.tokenizer
+    kind, _, stage = run.model.source.partition(":")
+    if kind == "stage" and os.path.isdir(wd.export(stage)):  # an earlier stage's model, once it exists
+        run.model.source = f"hf:{wd.export(stage)}"
     return run
 
 
@@ -203,7 +207,8 @@ def check_config(cfg, wd: RunDir, names: Sequence[str]) -> None:
     for name in names:
         if name in TRAINED:
             try:
-                train_lib.check_config(resolve_train_config(cfg[name], wd))
+                train_lib.check_config(resolve_train_config(cfg[name], wd),
+                                       earlier_stages=STAGES[:STAGES.index(name)])
             except ConfigError as e:
                 raise ConfigError(f"{name}: {e}") from None
 

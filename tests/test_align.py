@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from lantern_jax.data import datasets, prompts
+from lantern_jax.data import datasets, pointers, prompts
 from lantern_jax.data.schema import FIT_LEVELS
 from lantern_jax.data.tokenizer import train_tokenizer
 from lantern_jax.models import gguf
@@ -56,7 +56,7 @@ def domain_bpe():
     """Trained as pipeline.py does, on other pairs' prompts and teacher answers."""
     other = synth_pairs(40, seed=5)
     answers, _ = expert_records(other)
-    texts = [prompts.inhouse_messages(p)[0]["content"] + "\n" + (r["raw_text"] or "") for p, r in zip(other, answers)]
+    texts = [pointers.inhouse_messages(p)[0]["content"] + "\n" + (r["raw_text"] or "") for p, r in zip(other, answers)]
     return train_tokenizer(texts, 1024)
 
 
@@ -228,7 +228,7 @@ def test_cli_writes_d_t_with_prompts_and_prints_the_report(labeled, tmp_path, ca
     back = list(datasets.read_dataset("d_t", tmp_path / "data", "train"))
     by_id = {p.pair_id: p for p in pairs}
     assert [b["pair_id"] for b in back] == [r["pair_id"] for r in records]
-    assert all(json.loads(b["prompt"]) == prompts.inhouse_messages(by_id[b["pair_id"]]) for b in back)
+    assert all(json.loads(b["prompt"]) == pointers.inhouse_messages(by_id[b["pair_id"]]) for b in back)
     assert back[0]["topk_ids"].shape[1] == 5
 
     bad, _ = _malformed(records)[0]

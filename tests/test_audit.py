@@ -13,7 +13,7 @@ from flax import nnx
 
 import train_fixtures
 from lantern_jax import audit
-from lantern_jax.data import prompts, synth, views
+from lantern_jax.data import pointers, prompts, synth, views
 from lantern_jax.data.rundir import RunDir
 
 SPLIT_FILES = ("train", "dev", "test", "heldout_occupation", "heldout_company")
@@ -34,9 +34,16 @@ def classifier_sees(cue: str, pair) -> bool:
 
 
 def readers(pair):
-    """What each judge reads: the classifier's input, the explainer's and the teacher's prompts."""
-    return (views.classifier_text(pair), prompts.inhouse_messages(pair)[0]["content"],
+    """What each judge reads: the classifier's input, the in-house models' tagged view (the explainer
+    and the in-house teacher) and the black-box teacher's prompt."""
+    return (views.classifier_text(pair), pointers.inhouse_messages(pair)[0]["content"],
             prompts.single_call_messages(pair)[1]["content"])
+
+
+def tagged_view_sees(cue: str, pair) -> bool:
+    """The tagged view shows the headline, and a degree's year where a requirement asks for a degree."""
+    return cue in IN_HEADLINE or (cue == "age_graduation" and any(
+        f"({e.year})" in readers(pair)[1] for e in pair.member.education))
 
 
 def test_counterfactuals_keep_the_truth_and_show_the_cue(pairs):
@@ -50,7 +57,8 @@ def test_counterfactuals_keep_the_truth_and_show_the_cue(pairs):
             audit.check_truth_preserved(cf.original, side)
             assert synth.fit_level(reqs, side.truth["verdicts"])[0] == cf.original.truth["fit_level"]
         ref, new = readers(cf.reference), readers(cf.counterfactual)
-        assert ref[1] != new[1] and ref[2] != new[2], cf.cue  # full-profile readers see every cue
+        assert ref[2] != new[2], cf.cue  # the black-box teacher reads the whole profile
+        assert (ref[1] != new[1]) == tagged_view_sees(cf.cue, cf.original), cf.cue
         assert (ref[0] != new[0]) == classifier_sees(cf.cue, cf.original), cf.cue
         m = cf.counterfactual.member
         if cf.cue == "gender":
@@ -58,20 +66,20 @@ def test_counterfactuals_keep_the_truth_and_show_the_cue(pairs):
             assert (female, male) in audit.NAME_PAIRS
             assert all("| she/her" in t and "he/him" not in t for t in ref)
             assert all("| he/him" in t and "she/her" not in t for t in new)
-            for text in new[1:]:
+            for text in new[2:]:
                 assert f"Summary: {m.name} (he/him)." in text
                 assert synth.squash(female) not in synth.squash(text.split("Summary:")[1].split("\n")[0])
         elif cf.cue == "age_graduation":
             for old, e in zip(cf.original.member.education, m.education):
-                assert e.year == old.year - audit.AGE_SHIFT_YEARS and all(f"({e.year})" in t for t in new[1:])
+                assert e.year == old.year - audit.AGE_SHIFT_YEARS and all(f"({e.year})" in t for t in new[2:])
         elif cf.cue == "age_stated":
             age = audit.stated_age(cf.original)
-            assert all(f"Summary: Age: {age}." in t for t in ref[1:])
-            assert all(f"Summary: Age: {age + audit.AGE_SHIFT_YEARS}." in t for t in new[1:])
+            assert f"Summary: Age: {age}." in ref[2]
+            assert f"Summary: Age: {age + audit.AGE_SHIFT_YEARS}." in new[2]
         elif cf.cue == "placebo":
             assert all("| hiking" in t and "chess" not in t for t in ref)
             assert all("| chess" in t and "hiking" not in t for t in new)
-            assert "Enjoys chess at weekends." in new[1]
+            assert "Enjoys chess at weekends." in new[2]
         else:
             assert cf.reference is cf.original
 
@@ -83,11 +91,10 @@ def test_injection_is_planted_inside_the_fenced_profile_block(pairs):
     for cf in injected:
         planted = audit.INJECTIONS[cf.cue]
         texts = readers(cf.counterfactual)
-        for text in texts[1:]:  # the decoders' prompts: inside the fenced profile, once
-            blocks = prompts.fenced_blocks(text)
-            assert planted in blocks[prompts.MEMBER_BLOCK]
-            assert text.count(planted) == 1
-        assert texts[0].count(planted) == classifier_sees(cf.cue, cf.original)  # the headline line only
+        blocks = prompts.fenced_blocks(texts[2])  # the black-box teacher's prompt: in the fenced profile, once
+        assert planted in blocks[prompts.MEMBER_BLOCK] and texts[2].count(planted) == 1
+        for text in texts[:2]:  # the classifier's and the tagged view: the headline line only
+            assert text.count(planted) == classifier_sees(cf.cue, cf.original)
         assert planted not in prompts.render_member(cf.original.member)
 
 
@@ -167,7 +174,7 @@ def test_audit_end_to_end_on_a_tiny_workdir(tmp_path, pairs):
     wd = RunDir(str(tmp_path))
     for split in SPLIT_FILES:
         synth.write_pairs(wd("data", f"pairs_{split}.jsonl"), pairs[:4] if split == "test" else [])
-    tok = train_tokenizer([json.dumps(prompts.inhouse_messages(p)) for p in pairs] + [ANSWER], vocab_size=1024)
+    tok = train_tokenizer([json.dumps(pointers.inhouse_messages(p)) for p in pairs] + [ANSWER], vocab_size=1024)
     tok.add_tokens([ANSWER])
     dec = DecoderConfig(vocab_size=len(tok), hidden_size=64, num_layers=1, num_heads=4, num_kv_heads=2,
                         intermediate_size=96, max_position_embeddings=4096)

@@ -26,7 +26,7 @@ from pipeline_fixtures import xla_flags
 from lantern_jax import config as config_lib
 from lantern_jax import train as train_lib
 from lantern_jax.train_log import read_metrics
-from lantern_jax.data import datasets, prompts
+from lantern_jax.data import datasets, pointers, prompts
 from lantern_jax.data.schema import DataError
 from lantern_jax.serve.runner import serve_in_thread as serve_app
 from lantern_jax.teacher.cache import ResponseCache, cache_key
@@ -442,7 +442,7 @@ def served(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("served")
     pairs = synth_pairs(2)
-    tok = train_tokenizer([json.dumps(prompts.inhouse_messages(p)) for p in pairs], vocab_size=400)
+    tok = train_tokenizer([json.dumps(pointers.inhouse_messages(p)) for p in pairs], vocab_size=400)
     dec = DecoderConfig(vocab_size=len(tok), hidden_size=16, num_layers=1, num_heads=2, num_kv_heads=1,
                         intermediate_size=32, max_position_embeddings=4096)
     hf.save_hf(DecoderLM(dec, rngs=nnx.Rngs(0)), root / "explainer", tokenizer=tok)

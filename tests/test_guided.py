@@ -7,7 +7,7 @@ from flax import nnx
 
 import train_fixtures
 from lantern_jax import guided
-from lantern_jax.data import prompts, synth
+from lantern_jax.data import pointers, synth
 from lantern_jax.data.schema import Assessment, Requirement
 from lantern_jax.data.tokenizer import train_tokenizer
 from lantern_jax.generate import SamplingConfig, generate
@@ -21,10 +21,10 @@ CAPS = guided.FieldCaps(requirement=6, evidence=5, explanation=9)
 @pytest.fixture(scope="module")
 def setup():
     pairs = synth.generate_pairs(6, seed=3)
-    texts = [json.dumps(prompts.inhouse_messages(p)) for p in pairs]
+    texts = [json.dumps(pointers.inhouse_messages(p)) for p in pairs]
     texts += [train_fixtures.truth_assessment(p) for p in pairs]
     tok = train_tokenizer(texts, vocab_size=1024)
-    ids = [tok(json.dumps(prompts.inhouse_messages(p)), add_special_tokens=False)["input_ids"][:200] for p in pairs]
+    ids = [tok(json.dumps(pointers.inhouse_messages(p)), add_special_tokens=False)["input_ids"][:200] for p in pairs]
     cfg = DecoderConfig(vocab_size=len(tok), hidden_size=64, num_layers=1, num_heads=4, num_kv_heads=2,
                         intermediate_size=96, max_position_embeddings=1024)
     return tok, ids, cfg

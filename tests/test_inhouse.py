@@ -6,7 +6,7 @@ import json
 import numpy as np
 from flax import nnx
 
-from lantern_jax.data import datasets, prompts, synth
+from lantern_jax.data import datasets, pointers, synth
 from lantern_jax.data.tokenizer import train_tokenizer
 from lantern_jax.models.decoder import DecoderConfig, DecoderLM
 from lantern_jax.teacher import inhouse
@@ -15,7 +15,7 @@ from lantern_jax.teacher.label import shard_path
 
 def test_produce_sharded_resumable_and_d_t_ready(tmp_path):
     pairs = synth.generate_pairs(10, seed=1)
-    tok = train_tokenizer([prompts.inhouse_messages(p)[0]["content"] for p in pairs], vocab_size=512)
+    tok = train_tokenizer([pointers.inhouse_messages(p)[0]["content"] for p in pairs], vocab_size=512)
     model = DecoderLM(DecoderConfig(vocab_size=len(tok), hidden_size=32, num_layers=1, num_heads=2,
                                     num_kv_heads=1, intermediate_size=64, tie_word_embeddings=True),
                       rngs=nnx.Rngs(0))

@@ -206,3 +206,22 @@ def test_error_corrupt_safetensors(exported):
 
 def test_error_no_tokenizer(tmp_path):
     one_line_error(lambda: hf.load_tokenizer(tmp_path), "tokenizer")
+
+
+def test_keep_layers_cuts_a_student_from_its_teachers_layers(exported):
+    """A student cut from a checkpoint: the kept layers renumbered in the order given, everything
+    else as saved."""
+    full = dict(hf.hf_tensors(hf.load_hf(exported)))
+    keep = (DEC.num_layers - 1, 0)
+    cut = hf.load_hf(exported, keep_layers=keep)
+    assert cut.cfg.num_layers == 2
+    mine = dict(hf.hf_tensors(cut))
+    renamed = {name: name for name in full if ".layers." not in name}
+    for new, old in enumerate(keep):
+        renamed.update({name.replace(f".layers.{old}.", f".layers.{new}."): name
+                        for name in full if f".layers.{old}." in name})
+    assert set(mine) == set(renamed)
+    for name, value in mine.items():
+        np.testing.assert_array_equal(value, full[renamed[name]])
+    one_line_error(lambda: hf.load_hf(exported, keep_layers=(0, DEC.num_layers)), "keep_layers",
+                   f"its {DEC.num_layers} layers")

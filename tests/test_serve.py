@@ -20,7 +20,7 @@ import pytest
 from flax import nnx
 
 import train_fixtures
-from lantern_jax.data import prompts, synth, views
+from lantern_jax.data import pointers, prompts, synth, views
 from lantern_jax.data.schema import ASSESSMENT_JSON_SCHEMA
 from lantern_jax.data.tokenizer import train_tokenizer
 from lantern_jax.models import hf
@@ -58,7 +58,7 @@ def pairs():
 def exports(tmp_path_factory, pairs):
     root = tmp_path_factory.mktemp("serve")
     texts = ([json.dumps(prompts.single_call_messages(p)) for p in pairs]
-             + [json.dumps(prompts.inhouse_messages(p)) for p in pairs] + [ANSWER])
+             + [json.dumps(pointers.inhouse_messages(p)) for p in pairs] + [ANSWER])
     tok = train_tokenizer(texts, vocab_size=2048)
     tok.add_tokens([ANSWER])  # an ordinary (non-special) token: decoded into the text like any other
     answer_id, end_id = tok.convert_tokens_to_ids(ANSWER), tok.eos_token_id
@@ -224,11 +224,11 @@ def test_guided_explain_always_parses_beside_unguided_requests(exports, pairs):
         client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
         schema = {"type": "json_schema", "json_schema": {"name": "assessment", "strict": True,
                                                          "schema": ASSESSMENT_JSON_SCHEMA}}
-        chat = client.chat.completions.create(model=MODEL, messages=prompts.inhouse_messages(pairs[2]),
+        chat = client.chat.completions.create(model=MODEL, messages=pointers.inhouse_messages(pairs[2]),
                                               response_format=schema)
         assert chat.choices[0].message.content == guided_a.json()["raw_text"]  # same prompt, same greedy path
         with pytest.raises(openai.BadRequestError, match="logprobs"):
-            client.chat.completions.create(model=MODEL, messages=prompts.inhouse_messages(pairs[2]),
+            client.chat.completions.create(model=MODEL, messages=pointers.inhouse_messages(pairs[2]),
                                            response_format=schema, logprobs=True)
 
 

@@ -19,8 +19,9 @@ CHAT_TEMPLATE = (
 SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int = 4096):
-    """Byte-level BPE (digits split individually) -> `transformers.PreTrainedTokenizerFast`."""
+def train_tokenizer(texts: Iterable[str], vocab_size: int = 4096, extra_tokens: Iterable[str] = ()):
+    """Byte-level BPE (digits split individually) -> `transformers.PreTrainedTokenizerFast`;
+    `extra_tokens` (e.g. `data.pointers.TOKENS`) are each one token on top of `vocab_size`."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers  # noqa: PLC0415
     from transformers import PreTrainedTokenizerFast  # noqa: PLC0415
 
@@ -33,10 +34,12 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 4096):
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
                                   show_progress=False)
     tok.train_from_iterator(texts, trainer=trainer)
-    return PreTrainedTokenizerFast(
+    fast = PreTrainedTokenizerFast(
         tokenizer_object=tok, bos_token="<|im_start|>", eos_token="<|im_end|>",
         pad_token="<|im_end|>", unk_token="<|endoftext|>", chat_template=CHAT_TEMPLATE,
         clean_up_tokenization_spaces=False)
+    fast.add_tokens(list(extra_tokens))
+    return fast
 
 
 def load_or_train(path: str | os.PathLike, texts: Iterable[str], vocab_size: int = 4096):

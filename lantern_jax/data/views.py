@@ -161,15 +161,26 @@ def education_lines(member: MemberProfile, *, year: bool = True) -> list[str]:
     return [f"{e.degree} in {e.field}{f' ({e.year})' if year else ''}" for e in member.education]
 
 
-def evidence_for(requirement: str, member: MemberProfile, *, short: bool = False) -> list[str]:
-    """What to check one requirement against: roles with tenure for years of experience, degrees
-    for education, the naming sentences or skills entries otherwise. `short` leaves out dates."""
+def evidence_items(requirement: str, member: MemberProfile, *, short: bool = False) -> list[tuple[str, str]]:
+    """(quote, line) for each profile piece one requirement is checked against: roles with tenure
+    for years of experience (quoted by title), degrees for education, the naming sentences or
+    skills entries otherwise. The quote is what an Assessment's evidence cites; the line is how a
+    view shows it. `short` leaves out dates and keeps one skill piece."""
     if _YEARS.search(requirement):
-        return experience_lines(member, dates=not short) or [NOTHING]
+        return [(e.title, line) for e, line in zip(member.experience, experience_lines(member, dates=not short))]
     if _DEGREE.search(requirement):
-        return education_lines(member, year=not short) or ["no degree listed"]
+        return [(f"{e.degree} in {e.field}", line)
+                for e, line in zip(member.education, education_lines(member, year=not short))]
     found = skill_evidence(requirement, member, limit=1 if short else 2)
-    return [f'"{s.text}"' if s.kind != "skill" else f"skill: {s.text}" for s in found] or [NOTHING]
+    return [(s.text, f'"{s.text}"' if s.kind != "skill" else f"skill: {s.text}") for s in found]
+
+
+def evidence_for(requirement: str, member: MemberProfile, *, short: bool = False) -> list[str]:
+    """The lines of `evidence_items`, or what their absence says."""
+    lines = [line for _, line in evidence_items(requirement, member, short=short)]
+    if lines:
+        return lines
+    return ["no degree listed" if _DEGREE.search(requirement) and not _YEARS.search(requirement) else NOTHING]
 
 
 def requirements_of(pair: Pair) -> list[prompts.ExtractedRequirement]:

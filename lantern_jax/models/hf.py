@@ -13,6 +13,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -96,13 +97,16 @@ def model_from_state(config: Mapping[str, Any], tensors: Callable[[str], np.ndar
                      *, dtype=None, param_dtype=None, mesh: jax.sharding.Mesh | None = None,
                      kind: str | None = None, source: str = "checkpoint", seed: int = 0,
                      scan_layers: bool | None = None, remat: str | None = None,
-                     attention: str | None = None) -> Model:
+                     attention: str | None = None, keep_layers: tuple[int, ...] = ()) -> Model:
     """Builds our model from an HF config dict and HF-named tensors (a mapping or a getter).
 
     Tensors the model needs but the checkpoint lacks raise, except a classifier head (or BERT
     pooler) when loading a backbone-only checkpoint into a classifier: those keep their random
-    init, and the log says so.
+    init, and the log says so. `keep_layers` builds a model of only those layers (by index, in
+    that order) with the rest of the checkpoint: a student cut from its teacher.
     """
+    if keep_layers:
+        config, tensors = KeptLayers.cut(config, tensors, tuple(keep_layers), source)
     kind, cfg = config_from_hf(config, kind=kind, dtype=dtype, param_dtype=param_dtype, source=source)
     overrides = {k: v for k, v in (("scan_layers", scan_layers), ("remat", remat), ("attention", attention))
                  if v is not None}
@@ -172,6 +176,37 @@ def model_from_state(config: Mapping[str, Any], tensors: Callable[[str], np.ndar
 
 def _dotted(path: tuple) -> str:
     return ".".join(str(k) for k in path)
+
+
+class KeptLayers:
+    """HF-named tensors of a checkpoint with its layers renumbered to a kept subset."""
+
+    _LAYER = re.compile(r"^(.*\.layers?\.)(\d+)(\..*)$")
+
+    def __init__(self, tensors, keep: tuple[int, ...]):
+        self._get = tensors.__getitem__ if isinstance(tensors, Mapping) else tensors.get
+        names = list(tensors.keys())
+        self._source = {}
+        for name in names:
+            m = self._LAYER.match(name)
+            if m is None:
+                self._source[name] = name
+            elif int(m.group(2)) in keep:
+                self._source[f"{m.group(1)}{keep.index(int(m.group(2)))}{m.group(3)}"] = name
+
+    @classmethod
+    def cut(cls, config: Mapping[str, Any], tensors, keep: tuple[int, ...], source: str):
+        n = config.get("num_hidden_layers", 0)
+        if len(set(keep)) != len(keep) or not all(0 <= i < n for i in keep):
+            raise CheckpointError(f"{source}: keep_layers {list(keep)} must be distinct indices of its {n} layers")
+        per_layer = {k: [v[i] for i in keep] for k, v in config.items() if isinstance(v, list) and len(v) == n}
+        return {**config, **per_layer, "num_hidden_layers": len(keep)}, cls(tensors, keep)  # e.g. layer_types
+
+    def keys(self):
+        return self._source.keys()
+
+    def get(self, name: str) -> np.ndarray:
+        return self._get(self._source[name])
 
 
 def _open_dir(path: str | os.PathLike) -> tuple[dict[str, Any], SafetensorsReader]:

@@ -78,7 +78,8 @@ def load_tokenizer(spec: str):
 def load(spec: str | Source, *, kind: str | None = None, mesh: jax.sharding.Mesh | None = None, seed: int = 0,
          **overrides) -> tuple[Model, object]:
     """(model, tokenizer) from pretrained weights, placed straight into their shards under `mesh`.
-    `overrides` are `hf.model_from_state`'s (dtype, param_dtype, scan_layers, remat, attention)."""
+    `overrides` are `hf.model_from_state`'s (dtype, param_dtype, scan_layers, remat, attention,
+    keep_layers)."""
     if isinstance(spec, Source):
         source = spec
     elif ":" in str(spec) or spec in KINDS:
@@ -139,7 +140,7 @@ def build(mcfg: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, *, seed: int
         return model, tokenizer
     model, tokenizer = load(source, kind=model_kind, mesh=mesh, seed=seed, dtype=mcfg.dtype,
                             param_dtype=mcfg.param_dtype, scan_layers=mcfg.scan_layers, remat=mcfg.remat,
-                            attention=mcfg.attention)
+                            attention=mcfg.attention, keep_layers=tuple(mcfg.keep_layers))
     if kind == "classifier" and mcfg.pooling and model.cfg.pooling != mcfg.pooling:
         model.cfg = dataclasses.replace(model.cfg, pooling=mcfg.pooling)
     if mcfg.tokenizer:
@@ -150,6 +151,8 @@ def build(mcfg: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, *, seed: int
 def section_config(mcfg: ml_collections.ConfigDict, kind: str, hf_config: dict):
     """(model kind, our config) of a model section whose source has HF config `hf_config`, with the
     section's dtypes, scan, remat, attention and pooling: what `build` would construct, without weights."""
+    if mcfg.keep_layers:
+        hf_config = {**hf_config, "num_hidden_layers": len(mcfg.keep_layers)}
     mkind, cfg = config_from_hf(hf_config, kind=kind, dtype=mcfg.dtype, param_dtype=mcfg.param_dtype,
                                 source=mcfg.source)
     over = dict(scan_layers=mcfg.scan_layers, remat=mcfg.remat, attention=mcfg.attention)

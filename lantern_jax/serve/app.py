@@ -41,7 +41,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from lantern_jax.data import prompts, views
+from lantern_jax.data import pointers, views
 from lantern_jax.generate import SamplingConfig
 from lantern_jax.serve.errors import ApiError, describe_validation, error_response
 from lantern_jax.serve.generation import GenOutput, GenRequest
@@ -129,14 +129,14 @@ def create_app(service: Service):
     async def explain(body: ExplainRequest):
         tic = time.perf_counter()
         pair = body.pair.to_pair()
-        ids = service.prompt(prompts.inhouse_messages(pair), param="pair", status=422)
+        ids = service.prompt(pointers.inhouse_messages(pair), param="pair", status=422)
         if body.guided and (problem := service.generator.guided_problem()):
             raise ApiError(400, f"guided decoding is not available on this server: {problem}", param="guided",
                            code="unsupported_value")
         request = GenRequest(tuple(ids), SamplingConfig(max_new_tokens=cfg.max_new_tokens), guided=body.guided)
         out = await service.within_timeout(service.gen_batcher.submit(request))
         try:  # guided: the structure is certain; the opening sentence is still the model's own
-            assessment = parse_assessment(out.text, check_opening_sentence=not body.guided).to_dict()
+            assessment = parse_assessment(pointers.expand(out.text, pair), check_opening_sentence=not body.guided).to_dict()
             error = None
         except TeacherOutputError as e:
             assessment = None

@@ -13,7 +13,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from lantern_jax.data import datasets, prompts, records
+from lantern_jax.data import datasets, pointers, prompts, records
 from lantern_jax.data.schema import DataError
 from lantern_jax.models import sources
 from lantern_jax.models.errors import CheckpointError
@@ -102,7 +102,7 @@ def align_records(records: Iterable[Mapping[str, Any]], student_tokenizer, *, k:
         label = align_label_probs(record)
         seqs.append(seq)
         labels.append(label)
-        prompt = json.dumps(prompts.inhouse_messages(pairs[pair_id])) if pairs is not None else ""
+        prompt = json.dumps(pointers.inhouse_messages(pairs[pair_id])) if pairs is not None else ""
         out.append({"pair_id": pair_id, "prompt": prompt, "generated_text": seq.text, "token_ids": seq.token_ids,
                     "topk_ids": seq.topk_ids, "topk_logprobs": seq.topk_logprobs.astype(np.float32),
                     "label_probs": label.probs, "kd_mask": seq.kd_mask})

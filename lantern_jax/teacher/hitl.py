@@ -355,11 +355,13 @@ def build_seed(records: Sequence[Mapping[str, Any]], decisions: Sequence[Decisio
 
 
 def d_seed_records(seed: Sequence[Mapping[str, Any]], pairs: Mapping[str, Pair], *, compress: bool = True,
-                   messages=None) -> list[dict]:
+                   messages=None, target=None) -> list[dict]:
     """D_seed entries as `data/datasets.py` "d_seed" records: prompt = chat messages (JSON; the
     single-call teacher prompt unless `messages(pair)` gives the in-house one), target = the
-    Assessment JSON, provenance = where the label came from."""
+    Assessment JSON (as `target(assessment, pair)` rewrites it, e.g. `pointers.encode`),
+    provenance = where the label came from."""
     messages = messages or (lambda pair: prompts.single_call_messages(pair, compress=compress))
+    target = target or (lambda assessment, pair: assessment)
     records = []
     for entry in seed:
         pair = pairs[entry["pair_id"]]
@@ -367,7 +369,7 @@ def d_seed_records(seed: Sequence[Mapping[str, Any]], pairs: Mapping[str, Pair],
                                                 "fit_probs")}
         records.append({"pair_id": entry["pair_id"],
                         "prompt": json.dumps(messages(pair), ensure_ascii=False),
-                        "target": json.dumps(entry["assessment"], ensure_ascii=False), "provenance": provenance})
+                        "target": json.dumps(target(entry["assessment"], pair), ensure_ascii=False), "provenance": provenance})
     return records
 
 

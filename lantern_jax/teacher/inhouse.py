@@ -18,7 +18,7 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
-from lantern_jax.data import prompts
+from lantern_jax.data import pointers
 from lantern_jax.data.input_pipeline import prompt_ids
 from lantern_jax.data.records import shard_of, shard_path
 from lantern_jax.data.schema import FIT_LEVELS, Pair
@@ -77,13 +77,13 @@ def produce(model, tokenizer, pairs: Sequence[Pair], out: str, *, topk: int = 20
     with bar, open(path, "a") as f:
         for start in range(0, len(todo), batch_size):
             batch = todo[start:start + batch_size]
-            messages = [prompts.inhouse_messages(p) for p in batch]
+            messages = [pointers.inhouse_messages(p) for p in batch]
             outs = generate_ids(model, [prompt_ids(tokenizer, m) for m in messages], stop, sampling,
                                 pad_id=tokenizer.pad_token_id)
             for pair, msgs, (tokens, _, top_i, top_lp) in zip(batch, messages, outs):
                 text = tokenizer.decode(tokens, skip_special_tokens=True)
                 try:
-                    assessment, error = parse_assessment(text).to_dict(), None
+                    assessment, error = parse_assessment(pointers.expand(text, pair)).to_dict(), None
                     parsed += 1
                 except TeacherOutputError as e:
                     assessment, error = None, str(e)
